@@ -1,0 +1,21 @@
+"""Every table of Casella, one model per file; import from here."""
+
+from casella.models.account import Account
+from casella.models.attachment import Attachment
+from casella.models.base import Base, UTCDateTime, utcnow
+from casella.models.company import LIFECYCLES, Company, CompanyDomain
+from casella.models.contact import Contact, ContactEmail
+from casella.models.event import MessageEvent
+from casella.models.folder_state import FolderState
+from casella.models.message import Message
+from casella.models.message_location import MessageLocation
+from casella.models.quarantine import QuarantineEntry
+from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration
+from casella.models.thread import Thread, ThreadRef
+
+__all__ = [
+    "LIFECYCLES", "Account", "Attachment", "Base", "Company", "CompanyDomain", "Contact",
+    "ContactEmail", "FolderState", "Message", "MessageEvent", "MessageLocation",
+    "ProtocolCounter", "ProtocolRegistry", "QuarantineEntry", "Registration", "Thread",
+    "ThreadRef", "UTCDateTime", "utcnow",
+]

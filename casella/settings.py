@@ -1,0 +1,118 @@
+"""One typed settings object, read once from the environment and an optional file.
+
+Order: the environment (``CASELLA_*``), then ``$CASELLA_DATA_DIR/casella.env`` or the file
+named by ``CASELLA_ENV_FILE`` (``KEY=value`` lines), then the defaults below. Nothing else in
+Casella reads ``os.environ``. ``.env.example`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from casella.errors import ConfigurationError
+
+PREFIX = "CASELLA_"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigurationError(f"{path}:{lineno}: expected KEY=value, got {line!r}")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    blob_dir: Path
+    secret_key_file: Path
+    ingest_batch_size: int = 200
+    ingest_poll_seconds: float = 60.0
+    ingest_idle_seconds: float = 300.0
+    ingest_workers: int = 2
+    imap_timeout_seconds: float = 60.0
+    timezone: str = "Europe/Rome"
+    default_registry: str = "AOO"
+    freemail_domains_extra: tuple[str, ...] = ()
+    demo: bool = True
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        data_dir = Path(env.get(f"{PREFIX}DATA_DIR", "./data")).expanduser().absolute()
+        env_file = Path(env.get(f"{PREFIX}ENV_FILE", str(data_dir / "casella.env")))
+        merged = {**_read_env_file(env_file), **env}
+
+        def get(key: str, default: str) -> str:
+            return merged.get(PREFIX + key, default)
+
+        def get_int(key: str, default: int) -> int:
+            raw = get(key, str(default))
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigurationError(f"{PREFIX}{key} must be a whole number, got {raw!r}") from None
+
+        def get_float(key: str, default: float) -> float:
+            raw = get(key, str(default))
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{PREFIX}{key} must be a number, got {raw!r}") from None
+
+        def get_bool(key: str, default: bool) -> bool:
+            raw = get(key, "1" if default else "0").lower()
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise ConfigurationError(f"{PREFIX}{key} must be true or false, got {raw!r}")
+
+        default_db = f"sqlite:///{data_dir / 'casella.db'}"
+        batch = get_int("INGEST_BATCH_SIZE", 200)
+        if batch < 1:
+            raise ConfigurationError(f"{PREFIX}INGEST_BATCH_SIZE must be at least 1, got {batch}")
+        extra_domains = tuple(
+            d.strip().lower() for d in get("FREEMAIL_DOMAINS", "").split(",") if d.strip()
+        )
+        return cls(
+            data_dir=data_dir,
+            database_url=get("DATABASE_URL", default_db),
+            blob_dir=Path(get("BLOB_DIR", str(data_dir / "blobs"))),
+            secret_key_file=Path(get("SECRET_KEY_FILE", str(data_dir / "secret.key"))),
+            ingest_batch_size=batch,
+            ingest_poll_seconds=get_float("INGEST_POLL_SECONDS", 60.0),
+            ingest_idle_seconds=get_float("INGEST_IDLE_SECONDS", 300.0),
+            ingest_workers=get_int("INGEST_WORKERS", min(2, os.cpu_count() or 1)),
+            imap_timeout_seconds=get_float("IMAP_TIMEOUT_SECONDS", 60.0),
+            timezone=get("TIMEZONE", "Europe/Rome"),
+            default_registry=get("DEFAULT_REGISTRY", "AOO"),
+            freemail_domains_extra=extra_domains,
+            demo=get_bool("DEMO", True),
+            log_level=get("LOG_LEVEL", "INFO").upper(),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return Settings.load()
+
+
+def read_secret_env(var: str) -> str | None:
+    """Read a secret the user named on the command line (--password-env VAR)."""
+    return os.environ.get(var)

@@ -1,0 +1,201 @@
+"""Store a batch of raw messages: blobs first, then one transaction for everything else.
+
+    raw bytes ──► blob store (sha256, synced) ──► one DB transaction:
+        message + attachments + location rows, the pipeline stages (thread, protocol number,
+        anagrafica link), and the folder's UID cursor ──► COMMIT
+
+Only after this commit may anything be done on the IMAP server (mark seen, move). The same
+bytes twice in one account are one message (a second location row at most); a copy already
+seen at the same (folder, UIDVALIDITY, UID) is skipped. Nothing here drops a message: a
+message the parser cannot read is stored with its defects, and a failing stage quarantines
+the message, which stays stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from casella.blobs import BlobStore, sha256_hex
+from casella.db import Database
+from casella.models import Account, Attachment, FolderState, Message, MessageEvent, MessageLocation, utcnow
+from casella.pipeline import Stage, StoredMessage, run_stages
+from ingest.parse_pool import parse_many
+from ingest.parsed import ParsedMessage
+
+log = logging.getLogger(__name__)
+MAX_TEXT = 2_000_000  # characters of body text/html kept in the database (the blob keeps all)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One raw message as a source delivered it."""
+
+    raw: bytes
+    folder: str
+    uidvalidity: int | None = None
+    uid: int | None = None
+    internal_date: datetime | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # already stored at this exact location
+    message_ids: list[int] = field(default_factory=list)
+
+    def add(self, other: BatchResult) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.message_ids.extend(other.message_ids)
+
+
+class Storer:
+    """Stores batches for one account; shared by the IMAP poller and `casella import`."""
+
+    def __init__(self, db: Database, blobs: BlobStore, stages: Sequence[Stage], *, workers: int = 1) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.stages = stages
+        self.workers = workers
+
+    def store_batch(self, account_id: int, items: Sequence[Incoming], *, cursor: tuple[str, int, int] | None = None,
+                    source: str = "imap") -> BatchResult:
+        """Store `items`; with `cursor` = (folder, uidvalidity, last_uid), advance that
+        folder's UID cursor in the same transaction."""
+        if not items and cursor is None:
+            return BatchResult()
+        digests = [sha256_hex(item.raw) for item in items]
+        # Parse only what this account does not have yet (a re-read folder costs little);
+        # the write transaction checks again, so a race only costs a wasted parse.
+        known = self._known_digests(account_id, digests)
+        todo = [n for n, d in enumerate(digests) if d not in known]
+        parsed_todo = parse_many([items[n].raw for n in todo], self.workers)
+        parsed: list[ParsedMessage | None] = [None] * len(items)
+        for n, p in zip(todo, parsed_todo, strict=True):
+            parsed[n] = p
+        blobs: dict[str, bytes] = {}
+        for digest, item, p in zip(digests, items, parsed, strict=True):
+            if p is None:
+                continue
+            blobs.setdefault(digest, item.raw)
+            for att in p.attachments:
+                blobs.setdefault(att.sha256, att.payload)
+        self.blobs.put_many(blobs.items())
+        for attempt in range(3):
+            try:
+                with self.db.session() as session:
+                    return self._write(session, account_id, items, digests, parsed, cursor, source)
+            except IntegrityError:
+                # Another process stored some of these at the same moment: try again, the
+                # second pass sees its rows and stores only what is still missing.
+                if attempt == 2:
+                    raise
+                log.info("concurrent insert on account %s; retrying the batch", account_id)
+        raise AssertionError("unreachable")
+
+    def _known_digests(self, account_id: int, digests: list[str]) -> set[str]:
+        if not digests:
+            return set()
+        with self.db.sessions() as session:
+            return set(session.scalars(select(Message.sha256).where(Message.account_id == account_id,
+                                                                     Message.sha256.in_(set(digests)))))
+
+    def _write(self, session: Session, account_id: int, items: Sequence[Incoming], digests: list[str],
+               parsed: list[ParsedMessage | None], cursor: tuple[str, int, int] | None, source: str) -> BatchResult:
+        account = session.get(Account, account_id)
+        assert account is not None
+        result = BatchResult()
+        existing: dict[str, int] = dict(session.execute(
+            select(Message.sha256, Message.id).where(Message.account_id == account_id, Message.sha256.in_(set(digests)))
+        ).tuples().all()) if digests else {}
+        located = set(items_locations(items))
+        seen_locations = set(session.execute(
+            select(MessageLocation.folder, MessageLocation.uidvalidity, MessageLocation.uid).where(
+                MessageLocation.account_id == account_id,
+                tuple_(MessageLocation.folder, MessageLocation.uidvalidity, MessageLocation.uid).in_(located))
+        ).tuples().all()) if located else set()
+        new: list[tuple[StoredMessage, Incoming]] = []
+        new_by_digest: dict[str, Message] = {}
+        extra_locations: list[tuple[str, Incoming]] = []  # more copies of a message stored here
+        for item, digest, p in zip(items, digests, parsed, strict=True):
+            loc = (item.folder, item.uidvalidity, item.uid)
+            if item.uid is not None and loc in seen_locations:
+                result.skipped += 1
+                continue
+            seen_locations.add(loc)
+            if digest in existing or digest in new_by_digest:
+                result.duplicates += 1
+                extra_locations.append((digest, item))
+                continue
+            if p is None:  # known at our first look, gone by now (erased meanwhile): parse it here
+                p = parse_many([item.raw], 1)[0]
+            row = build_message(account, item, digest, p)
+            session.add(row)
+            new_by_digest[digest] = row
+            new.append((StoredMessage(row=row, parsed=p, account=account), item))
+        session.flush()
+        for stored, item in new:
+            row = stored.row
+            session.add(MessageLocation(message_id=row.id, account_id=account_id, folder=item.folder,
+                                        uidvalidity=item.uidvalidity, uid=item.uid))
+            session.add_all(
+                Attachment(message_id=row.id, position=n, filename=a.filename[:998], content_type=a.content_type[:255],
+                           size=a.size, sha256=a.sha256, content_id=a.content_id[:998] if a.content_id else None,
+                           inline=a.inline)
+                for n, a in enumerate(stored.parsed.attachments)
+            )
+            session.add(MessageEvent(message_id=row.id, actor="ingest", action="stored",
+                                     detail={"source": source, "folder": item.folder, "uid": item.uid}))
+        for digest, item in extra_locations:
+            target = existing[digest] if digest in existing else new_by_digest[digest].id
+            session.add(MessageLocation(message_id=target, account_id=account_id, folder=item.folder,
+                                        uidvalidity=item.uidvalidity, uid=item.uid))
+        session.flush()
+        batch = [stored for stored, _ in new]
+        run_stages(self.stages, batch, session)
+        if cursor is not None:
+            _advance_cursor(session, account_id, *cursor)
+        result.stored = len(batch)
+        result.message_ids = [s.row.id for s in batch]
+        return result
+
+
+def items_locations(items: Sequence[Incoming]) -> list[tuple[str, int | None, int | None]]:
+    return [(i.folder, i.uidvalidity, i.uid) for i in items if i.uid is not None]
+
+
+def _advance_cursor(session: Session, account_id: int, folder: str, uidvalidity: int, last_uid: int) -> None:
+    state = session.scalar(select(FolderState).where(FolderState.account_id == account_id, FolderState.name == folder))
+    if state is None:
+        state = FolderState(account_id=account_id, name=folder, uidvalidity=uidvalidity, last_uid=0)
+        session.add(state)
+    if state.uidvalidity != uidvalidity:
+        state.uidvalidity = uidvalidity
+        state.last_uid = 0
+    state.last_uid = max(state.last_uid or 0, last_uid)
+    state.last_fetch_at = utcnow()
+
+
+def build_message(account: Account, item: Incoming, digest: str, p: ParsedMessage) -> Message:
+    direction = "out" if account.is_sent_folder(item.folder) else "in"
+    sender = p.sender
+    return Message(
+        account_id=account.id, folder=item.folder, direction=direction, sha256=digest, size=len(item.raw),
+        message_id=(p.message_id or None) and p.message_id[:998],
+        in_reply_to=(p.in_reply_to or None) and p.in_reply_to[:998],
+        references=list(p.references)[:200], subject=p.subject,
+        from_name=sender.name[:998] if sender else "", from_addr=sender.addr[:998] if sender else "",
+        to=[a.as_json() for a in p.to], cc=[a.as_json() for a in p.cc], date=p.date,
+        received_at=item.internal_date, stored_at=utcnow(), body_text=p.text[:MAX_TEXT], body_html=p.html[:MAX_TEXT],
+        has_attachments=any(not a.inline for a in p.attachments), defects=list(p.defects),
+        parse_engine=p.engine, link_kind="unknown", extra={},
+    )
