@@ -84,7 +84,7 @@ def resolve_links(session: Session, addrs: set[str], extra_freemail: frozenset[s
     if wanted:
         owners = dict(session.execute(
             select(CompanyDomain.domain, CompanyDomain.company_id).where(CompanyDomain.domain.in_(wanted))
-        ).tuples().all())
+        ).all())
         for addr, domains in rest.items():
             for domain in domains:  # most specific first
                 if domain in owners:

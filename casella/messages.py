@@ -18,7 +18,7 @@ def _iso(value: Any) -> str | None:
 def iter_summaries(session: Session, *, account: str | None = None, unknown_only: bool = False,
                    batch: int = 1000) -> Iterator[dict[str, Any]]:
     """One dict per message, oldest first, streamed in batches (constant memory)."""
-    accounts = dict(session.execute(select(Account.id, Account.name)).tuples().all())
+    accounts = dict(session.execute(select(Account.id, Account.name)).all())
     query = (select(Message, Registration.year, Registration.number)
              .outerjoin(Registration, Registration.message_id == Message.id).order_by(Message.id))
     if account is not None:
@@ -42,10 +42,10 @@ def _link_names(session: Session, msgs: list[Message]) -> dict[tuple[str, int], 
     names: dict[tuple[str, int], str] = {}
     if contact_ids:
         names.update((("contact", i), n) for i, n in session.execute(
-            select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))).tuples())
+            select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))))
     if company_ids:
         names.update((("company", i), n) for i, n in session.execute(
-            select(Company.id, Company.name).where(Company.id.in_(company_ids))).tuples())
+            select(Company.id, Company.name).where(Company.id.in_(company_ids))))
     return names
 
 

@@ -39,7 +39,7 @@ def add_account(session: Session, settings: Settings, *, name: str, imap_host: s
 
 
 def account_status(session: Session) -> list[dict[str, Any]]:
-    stored = dict(session.execute(select(Message.account_id, func.count(Message.id)).group_by(Message.account_id)).tuples().all())
+    stored = dict(session.execute(select(Message.account_id, func.count(Message.id)).group_by(Message.account_id)).all())
     folder_rows = session.execute(select(FolderState).order_by(FolderState.id)).scalars().all()
     folders: dict[int, list[FolderState]] = {}
     for f in folder_rows:

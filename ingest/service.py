@@ -56,7 +56,7 @@ def remote_accounts(db: Database, name: str | None = None) -> list[tuple[int, st
             query = query.where(Account.name == name)
         else:
             query = query.where(Account.enabled.is_(True))
-        return [(i, n) for i, n in session.execute(query).tuples()]
+        return [(i, n) for i, n in session.execute(query)]
 
 
 def record_status(db: Database, account_id: int, error: str | None) -> None:

@@ -116,13 +116,13 @@ class Storer:
         result = BatchResult()
         existing: dict[str, int] = dict(session.execute(
             select(Message.sha256, Message.id).where(Message.account_id == account_id, Message.sha256.in_(set(digests)))
-        ).tuples().all()) if digests else {}
+        ).all()) if digests else {}
         located = set(items_locations(items))
         seen_locations = set(session.execute(
             select(MessageLocation.folder, MessageLocation.uidvalidity, MessageLocation.uid).where(
                 MessageLocation.account_id == account_id,
                 tuple_(MessageLocation.folder, MessageLocation.uidvalidity, MessageLocation.uid).in_(located))
-        ).tuples().all()) if located else set()
+        ).all()) if located else set()
         new: list[tuple[StoredMessage, Incoming]] = []
         new_by_digest: dict[str, Message] = {}
         extra_locations: list[tuple[str, Incoming]] = []  # more copies of a message stored here

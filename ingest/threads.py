@@ -43,7 +43,7 @@ class ThreadStage:
         # a new Thread not yet inserted), then written with a few statements.
         all_ids = {i for item in batch for i in _ids(item)}
         known: dict[str, int | Thread] = dict(
-            session.execute(select(ThreadRef.msgid, ThreadRef.thread_id).where(ThreadRef.msgid.in_(all_ids))).tuples().all()
+            session.execute(select(ThreadRef.msgid, ThreadRef.thread_id).where(ThreadRef.msgid.in_(all_ids))).all()
         ) if all_ids else {}
         preexisting = set(known)
         chosen: list[tuple[StoredMessage, int | Thread]] = []
