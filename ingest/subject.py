@@ -26,7 +26,7 @@ _PREFIX = re.compile(
     rf"\s*(?:(?:{_REPLY_WORDS}|{_FORWARD_WORDS}){_COUNTER}{_COLON}|{_TAG})", re.IGNORECASE)
 _FIRST_WORD = re.compile(
     rf"\s*(?:{_TAG}\s*)*(?:({_REPLY_WORDS})|{_FORWARD_WORDS}){_COUNTER}{_COLON}", re.IGNORECASE)
-_PINE_FORWARD = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
+_PINE_FORWARD = re.compile(r"(?:\s*\((?:fwd|fw)\))+\s*$", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
