@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from casella.errors import CasellaError, NotFound
 
@@ -81,11 +82,10 @@ class BlobStore:
         todo = [(d, data) for d, data in items if not self.path_for(d).exists()]
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            list(pool.map(lambda pair: self.put(pair[1], digest=pair[0], sync=False), todo))
-        _syncfs(self.root)
-        for d in {self.path_for(digest).parent for digest, _ in todo}:
-            _fsync_dir(d)
+        list(_writer_pool().map(lambda pair: self.put(pair[1], digest=pair[0], sync=False), todo))
+        if not _syncfs(self.root):
+            for d in {self.path_for(digest).parent for digest, _ in todo}:
+                _fsync_dir(d)
 
     def get(self, digest: str, *, verify: bool = False) -> bytes:
         path = self.path_for(digest)
@@ -114,18 +114,35 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _syncfs(path: Path) -> None:
-    """Flush every dirty page of the filesystem holding `path` (Linux syncfs), else sync."""
+def _syncfs(path: Path) -> bool:
+    """Flush every dirty page and inode of the filesystem holding `path` (Linux syncfs,
+    which covers the new directory entries too); return False where there is no syncfs."""
+    global _libc
     try:
-        import ctypes
+        if _libc is None:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
+            _libc = ctypes.CDLL(None, use_errno=True)
         fd = os.open(path, os.O_RDONLY)
         try:
-            if libc.syncfs(fd) == 0:
-                return
+            if _libc.syncfs(fd) == 0:
+                return True
         finally:
             os.close(fd)
     except (OSError, AttributeError):
         pass
     os.sync()
+    return False
+
+
+_libc: Any = None
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="blob-writer")
+        return _pool

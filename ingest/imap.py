@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from casella.models import Account, FolderState, MessageLocation, utcnow
 from casella.secrets import SecretBox
 from ingest.errors import AccountError
-from ingest.store import BatchResult, Incoming, Storer
+from ingest.store import Incoming, Prepared, Storer
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +154,41 @@ class ImapPoller:
             self._advance_only(account.id, folder, uidvalidity, last_uid)
             return out
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
-        for start in range(0, len(uids), self.batch_size):
-            chunk = uids[start:start + self.batch_size]
-            fetched = client.fetch(chunk, FETCH_KEYS)
-            items = []
-            for uid in chunk:
-                data = fetched.get(uid)
-                if data is None or b"BODY[]" not in data:
-                    # Expunged between SEARCH and FETCH: nothing to store for this UID.
-                    continue
-                items.append(Incoming(raw=bytes(data[b"BODY[]"]), folder=folder, uidvalidity=uidvalidity, uid=uid,
-                                      internal_date=_aware(data.get(b"INTERNALDATE"))))
-            batch: BatchResult = self.storer.store_batch(account.id, items, cursor=(folder, uidvalidity, chunk[-1]))
-            out.stored += batch.stored
-            out.duplicates += batch.duplicates
+        # A two-step pipeline: while batch k commits (one transaction, in order), batch k+1
+        # is fetched, parsed and written to the blob store. Commits stay strictly in order,
+        # so the cursor only ever moves over committed messages.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as preparer:
+            pending: tuple[Future[Prepared], int] | None = None
+            for start in range(0, len(uids), self.batch_size):
+                chunk = uids[start:start + self.batch_size]
+                items = self._fetch_chunk(client, folder, uidvalidity, chunk)
+                future = preparer.submit(self.storer.prepare, account.id, items)
+                if pending is not None:
+                    self._commit(pending, folder, uidvalidity, out)
+                pending = (future, chunk[-1])
+            if pending is not None:
+                self._commit(pending, folder, uidvalidity, out)
         if not uids:
             self._advance_only(account.id, folder, uidvalidity, last_uid)
         return out
+
+    def _fetch_chunk(self, client: IMAPClient, folder: str, uidvalidity: int, chunk: list[int]) -> list[Incoming]:
+        fetched = client.fetch(chunk, FETCH_KEYS)
+        items = []
+        for uid in chunk:
+            data = fetched.get(uid)
+            if data is None or b"BODY[]" not in data:
+                # Expunged between SEARCH and FETCH: nothing to store for this UID.
+                continue
+            items.append(Incoming(raw=bytes(data[b"BODY[]"]), folder=folder, uidvalidity=uidvalidity, uid=uid,
+                                  internal_date=_aware(data.get(b"INTERNALDATE"))))
+        return items
+
+    def _commit(self, pending: tuple[Future[Prepared], int], folder: str, uidvalidity: int, out: _FolderResult) -> None:
+        future, last_uid = pending
+        batch = self.storer.commit(future.result(), cursor=(folder, uidvalidity, last_uid))
+        out.stored += batch.stored
+        out.duplicates += batch.duplicates
 
     def _advance_only(self, account_id: int, folder: str, uidvalidity: int, last_uid: int) -> None:
         self.storer.store_batch(account_id, [], cursor=(folder, uidvalidity, last_uid))

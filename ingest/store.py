@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,16 @@ class Incoming:
     uidvalidity: int | None = None
     uid: int | None = None
     internal_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch whose blobs are on disk and whose messages are parsed, ready to commit."""
+
+    account_id: int
+    items: list[Incoming]
+    digests: list[str]
+    parsed: list[ParsedMessage | None]  # None: the account had these bytes already
 
 
 @dataclass(slots=True)
@@ -71,8 +81,11 @@ class Storer:
                     source: str = "imap") -> BatchResult:
         """Store `items`; with `cursor` = (folder, uidvalidity, last_uid), advance that
         folder's UID cursor in the same transaction."""
-        if not items and cursor is None:
-            return BatchResult()
+        return self.commit(self.prepare(account_id, items), cursor=cursor, source=source)
+
+    def prepare(self, account_id: int, items: Sequence[Incoming]) -> Prepared:
+        """The work that needs no transaction: hash, parse, write the blobs (synced). It can
+        run for the next batch while the previous one commits (see ImapPoller)."""
         digests = [sha256_hex(item.raw) for item in items]
         # Parse only what this account does not have yet (a re-read folder costs little);
         # the write transaction checks again, so a race only costs a wasted parse.
@@ -90,16 +103,24 @@ class Storer:
             for att in p.attachments:
                 blobs.setdefault(att.sha256, att.payload)
         self.blobs.put_many(blobs.items())
+        return Prepared(account_id, list(items), digests, parsed)
+
+    def commit(self, prepared: Prepared, *, cursor: tuple[str, int, int] | None = None,
+               source: str = "imap") -> BatchResult:
+        """One transaction: rows, pipeline stages, cursor. Retried if another process
+        stored some of the same messages at the same moment."""
+        if not prepared.items and cursor is None:
+            return BatchResult()
         for attempt in range(3):
             try:
                 with self.db.session() as session:
-                    return self._write(session, account_id, items, digests, parsed, cursor, source)
+                    return self._write(session, prepared.account_id, prepared.items, prepared.digests,
+                                       prepared.parsed, cursor, source)
             except IntegrityError:
-                # Another process stored some of these at the same moment: try again, the
-                # second pass sees its rows and stores only what is still missing.
+                # The second pass sees the other process's rows and stores only what is missing.
                 if attempt == 2:
                     raise
-                log.info("concurrent insert on account %s; retrying the batch", account_id)
+                log.info("concurrent insert on account %s; retrying the batch", prepared.account_id)
         raise AssertionError("unreachable")
 
     def _known_digests(self, account_id: int, digests: list[str]) -> set[str]:
@@ -143,23 +164,20 @@ class Storer:
             new_by_digest[digest] = row
             new.append((StoredMessage(row=row, parsed=p, account=account), item))
         session.flush()
-        for stored, item in new:
-            row = stored.row
-            session.add(MessageLocation(message_id=row.id, account_id=account_id, folder=item.folder,
-                                        uidvalidity=item.uidvalidity, uid=item.uid))
-            session.add_all(
-                Attachment(message_id=row.id, position=n, filename=a.filename[:998], content_type=a.content_type[:255],
-                           size=a.size, sha256=a.sha256, content_id=a.content_id[:998] if a.content_id else None,
-                           inline=a.inline)
-                for n, a in enumerate(stored.parsed.attachments)
-            )
-            session.add(MessageEvent(message_id=row.id, actor="ingest", action="stored",
-                                     detail={"source": source, "folder": item.folder, "uid": item.uid}))
-        for digest, item in extra_locations:
-            target = existing[digest] if digest in existing else new_by_digest[digest].id
-            session.add(MessageLocation(message_id=target, account_id=account_id, folder=item.folder,
-                                        uidvalidity=item.uidvalidity, uid=item.uid))
-        session.flush()
+        # Rows nobody changes later go in with one executemany per table.
+        locations = [dict(message_id=stored.row.id, account_id=account_id, folder=item.folder,
+                          uidvalidity=item.uidvalidity, uid=item.uid) for stored, item in new]
+        locations += [dict(message_id=existing[d] if d in existing else new_by_digest[d].id, account_id=account_id,
+                           folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid) for d, item in extra_locations]
+        attachments = [dict(message_id=stored.row.id, position=n, filename=a.filename[:998],
+                            content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
+                            content_id=a.content_id[:998] if a.content_id else None, inline=a.inline)
+                       for stored, _ in new for n, a in enumerate(stored.parsed.attachments)]
+        events = [dict(message_id=stored.row.id, actor="ingest", action="stored",
+                       detail={"source": source, "folder": item.folder, "uid": item.uid}) for stored, item in new]
+        for model, rows in ((MessageLocation, locations), (Attachment, attachments), (MessageEvent, events)):
+            if rows:
+                session.execute(insert(model), rows)
         batch = [stored for stored, _ in new]
         run_stages(self.stages, batch, session)
         if cursor is not None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from casella.models import Message, Thread, ThreadRef
@@ -65,21 +65,30 @@ class ThreadStage:
                 for i in ids:
                     known[i] = key
                 chosen.append((item, key))
+        last: dict[int | Thread, datetime] = {}
+        for item, key in chosen:
+            if item.row.date is not None and (key not in last or item.row.date > last[key]):
+                last[key] = item.row.date
         new_threads = _unique(k for _, k in chosen if isinstance(k, Thread))
+        for thread in new_threads:
+            assert isinstance(thread, Thread)
+            thread.last_date = last.get(thread)
         session.add_all(new_threads)
         session.flush()
-        last: dict[int, datetime] = {}
         for item, key in chosen:
-            thread_id = key.id if isinstance(key, Thread) else key
-            item.row.thread_id = thread_id
-            if item.row.date is not None and (thread_id not in last or item.row.date > last[thread_id]):
-                last[thread_id] = item.row.date
-        session.add_all(ThreadRef(msgid=i, thread_id=k.id if isinstance(k, Thread) else k)
-                        for i, k in known.items() if i not in preexisting)
-        for thread_id, date in last.items():
-            session.execute(update(Thread).where(Thread.id == thread_id,
-                                                 or_(Thread.last_date.is_(None), Thread.last_date < date))
-                            .values(last_date=date).execution_options(synchronize_session=False))
+            item.row.thread_id = key.id if isinstance(key, Thread) else key
+        refs = [{"msgid": i, "thread_id": k.id if isinstance(k, Thread) else k}
+                for i, k in known.items() if i not in preexisting]
+        if refs:
+            session.execute(insert(ThreadRef), refs)
+        # Existing threads: move last_date forward, all in one executemany.
+        moved = [{"tid": k, "d": d} for k, d in last.items() if isinstance(k, int)]
+        if moved:
+            table = Thread.__table__
+            session.execute(
+                update(table).where(table.c.id == bindparam("tid"),
+                                    or_(table.c.last_date.is_(None), table.c.last_date < bindparam("d")))
+                .values(last_date=bindparam("d")), moved)
         session.flush()
 
     def _by_subject(self, session: Session, item: StoredMessage, fresh: dict[str, Thread]) -> int | Thread | None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -90,12 +90,12 @@ class RegistrationStage:
             now = utcnow()
             year = now.astimezone(self.zone).year
             numbers = allocate_numbers(session, registry_id, year, len(items))
-            session.add_all(
-                Registration(registry_id=registry_id, year=year, number=number, registered_at=now,
-                             direction=item.row.direction, correspondent=correspondent_of(item),
-                             subject=item.row.subject, sha256=item.row.sha256, message_id=item.row.id)
+            session.execute(insert(Registration), [
+                dict(registry_id=registry_id, year=year, number=number, registered_at=now,
+                     direction=item.row.direction, correspondent=correspondent_of(item),
+                     subject=item.row.subject, sha256=item.row.sha256, message_id=item.row.id)
                 for item, number in zip(items, numbers, strict=True)
-            )
+            ])
         session.flush()
 
 
