@@ -155,9 +155,10 @@ def ingest(once: bool, account_name: str | None) -> None:
         if not outcomes:
             click.echo("no IMAP accounts to read: add one with `casella account add NAME --imap-host ...`")
         sys.exit(1 if any(o.error for o in outcomes) else 0)
+    stop = _install_stop_handlers()
     daemon = IngestDaemon(settings, database)
     daemon.start(account_name)
-    _wait_for_signal()
+    _wait_for_signal(stop)
     daemon.stop()
 
 
@@ -171,10 +172,15 @@ def _require_account(database: Database, name: str) -> int:
     return acc_id
 
 
-def _wait_for_signal() -> None:
+def _install_stop_handlers() -> threading.Event:
+    """SIGINT/SIGTERM set the returned event; install before announcing that we run."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
     while not stop.wait(1.0):
         pass
 
@@ -387,10 +393,11 @@ def serve(no_demo: bool) -> None:
 
         ensure_demo(settings, database, echo=click.echo)
     _print_overview(settings, database)
+    stop = _install_stop_handlers()
     daemon = IngestDaemon(settings, database)
     daemon.start()
     click.echo("Casella is running; Ctrl-C stops it.")
-    _wait_for_signal()
+    _wait_for_signal(stop)
     click.echo("stopping...")
     daemon.stop()
 

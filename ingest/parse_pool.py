@@ -8,7 +8,9 @@ worker result is always a ParsedMessage.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -28,9 +30,32 @@ def _get_pool(workers: int) -> Executor:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             ctx = multiprocessing.get_context("forkserver")
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                                        initargs=(os.getpid(),))
             _pool_size = workers
         return _pool
+
+
+def _watch_parent(ingest_pid: int) -> None:
+    """In a worker: exit when the ingest process (or the forkserver between us) is gone,
+    killed with SIGKILL say, instead of lingering with its pipes open."""
+    first_parent = os.getppid()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def watch() -> None:
+        while os.getppid() == first_parent and alive(ingest_pid):
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
 def parse_many(raws: Sequence[bytes], workers: int) -> list[ParsedMessage]:

@@ -16,12 +16,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_processes_at_once_no_gap_no_duplicate(cli: Cli, tmp_path, database) -> None:
-    n = 300
+    n = 1000
     cli("account", "add", "uno")
     cli("account", "add", "due")
     a = write_eml_folder(tmp_path / "a", [make_message(i, "uno") for i in range(n)])
     b = write_eml_folder(tmp_path / "b", [make_message(i, "due") for i in range(n)])
-    small = {**cli.env, "CASELLA_INGEST_BATCH_SIZE": "5"}
+    small = {**cli.env, "CASELLA_INGEST_BATCH_SIZE": "4"}
     procs = [Cli(small).popen("import", str(path), "--account", name, stdout=-1, stderr=-1)
              for path, name in ((a, "uno"), (b, "due"))]
     for p in procs:
