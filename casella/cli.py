@@ -136,6 +136,83 @@ def account_list(as_json: bool) -> None:
         click.echo(f"{r['name']:<20} {where:<30} stored {r['stored_count']:>7}  on server {r['server_count']}{err}")
 
 
+@account.command("grant")
+@click.argument("name")
+@click.option("--group", "group_name", help="Grant to this group.")
+@click.option("--user", "username", help="Grant to this user.")
+@click.option("--level", type=click.Choice(["read", "write"]), default="write", show_default=True)
+def account_grant(name: str, group_name: str | None, username: str | None, level: str) -> None:
+    """Let a group or a user read (and work on) an account's mail."""
+    from casella.users import grant_mailbox
+
+    with _db().session() as session:
+        grant_mailbox(session, name, group=group_name, user=username, level=level)
+    click.echo(f"account {name}: {level} access for {group_name or username}")
+
+
+# ---------------------------------------------------------------- users and groups
+@main.group()
+def user() -> None:
+    """People who use Casella."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "manager", "operator", "agent", "marketing"]), required=True)
+@click.option("--groups", default="", help="Comma-separated groups to join.")
+@click.option("--password-env", metavar="VAR", help="Read the password from this environment variable.")
+@click.option("--no-password", is_flag=True, help="Create the user without a password (cannot log in).")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--email")
+def user_add(username: str, role: str, groups: str, password_env: str | None, no_password: bool,
+             display_name: str, email: str | None) -> None:
+    """Add a user; the password is hashed with argon2id."""
+    from casella.users import add_user
+
+    password: str | None = None
+    if password_env:
+        password = _env_password(password_env)
+    elif not no_password and sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {username}: ")
+    with _db().session() as session:
+        add_user(session, username, role, groups=[g.strip() for g in groups.split(",") if g.strip()],
+                 password=password, display_name=display_name, email=email)
+    click.echo(f"user {username} added ({role})")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def user_list(as_json: bool) -> None:
+    """Users with their role and groups (never their password hashes)."""
+    from casella.users import list_users
+
+    with _db().session() as session:
+        rows = list_users(session)
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['username']:<20} {r['role']:<10} {','.join(r['groups'])}")
+
+
+@main.group()
+def group() -> None:
+    """Groups of users (teams)."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--assignment", type=click.Choice(["round-robin", "least-loaded"]), default="round-robin",
+              show_default=True, help="How routing picks a member when it assigns to this group.")
+def group_add(name: str, assignment: str) -> None:
+    """Add a group."""
+    from casella.users import add_group
+
+    with _db().session() as session:
+        add_group(session, name, assignment)
+    click.echo(f"group {name} added")
+
+
 # ---------------------------------------------------------------- ingest
 @main.command()
 @click.option("--once", is_flag=True, help="One pass over every account and folder, then exit.")

@@ -11,11 +11,17 @@ from casella.models.message import Message
 from casella.models.message_location import MessageLocation
 from casella.models.quarantine import QuarantineEntry
 from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration
+from casella.models.pratica import PRATICA_STATUSES, MessagePratica, MessageTag, Pratica
+from casella.models.rule import RoutingRule
+from casella.models.search_outbox import SearchOutbox
 from casella.models.thread import Thread, ThreadRef
+from casella.models.user import ASSIGNMENT_POLICIES, ROLES, Group, GroupMember, MailboxPermission, User
 
 __all__ = [
     "LIFECYCLES", "Account", "Attachment", "Base", "Company", "CompanyDomain", "Contact",
     "ContactEmail", "FolderState", "Message", "MessageEvent", "MessageLocation",
     "ProtocolCounter", "ProtocolRegistry", "QuarantineEntry", "Registration", "Thread",
-    "ThreadRef", "UTCDateTime", "utcnow",
+    "ThreadRef", "UTCDateTime", "utcnow", "ASSIGNMENT_POLICIES", "PRATICA_STATUSES", "ROLES", "Group",
+    "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
+    "User",
 ]

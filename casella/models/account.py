@@ -31,6 +31,8 @@ class Account(Base):
     move_to_folder: Mapped[str | None] = mapped_column(String(255))
     move_after_days: Mapped[int | None] = mapped_column(Integer)
     registry_id: Mapped[int | None] = mapped_column(ForeignKey("protocol_registry.id"))
+    # A personal mailbox: only its owner reads it, until a message is made public.
+    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Fetch status, shown by `casella account list --json`.
     last_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

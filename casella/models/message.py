@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, false, BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from casella.models.base import Base, UTCDateTime, utcnow
@@ -48,4 +48,10 @@ class Message(Base):
     link_kind: Mapped[str] = mapped_column(String(8), default="unknown")
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id"))
+    # Working state, set by routing rules and (later) by people in the webmail.
+    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"), index=True)
+    assigned_group_id: Mapped[int | None] = mapped_column(ForeignKey("user_group.id", ondelete="SET NULL"), index=True)
+    agent: Mapped[str | None] = mapped_column(String(120), index=True)  # username of the responsible agent
+    status: Mapped[str] = mapped_column(String(8), default="open", server_default="open")  # open | pending | closed
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

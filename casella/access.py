@@ -1,0 +1,82 @@
+"""Who may read which message: one definition, used by every query (search engines
+translate it into their own filters; the webmail into SQL).
+
+- admin, manager: every message.
+- operator: the accounts granted to them or to one of their groups, plus messages assigned
+  to them or to their groups.
+- agent: only messages whose agent is them (set by routing, by default the linked
+  company's agent) or that are linked to a company they own — never another agent's clients.
+- marketing: only the accounts explicitly granted to them.
+- a personal mailbox (account.owner_user_id) is read by its owner; others see one of its
+  messages only once it is made public (and they could see it otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from casella.models import Account, Company, GroupMember, MailboxPermission, Message, User
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one user may read, resolved once per request."""
+
+    username: str
+    role: str
+    everything: bool = False
+    account_ids: frozenset[int] = frozenset()
+    user_id: int | None = None
+    group_ids: frozenset[int] = frozenset()
+    agent: str | None = None  # agents: their own username
+    agent_company_ids: frozenset[int] = frozenset()
+    private_account_ids: frozenset[int] = frozenset()  # personal mailboxes of others
+    own_account_ids: frozenset[int] = frozenset()  # personal mailboxes of this user
+
+
+def grant_for(session: Session, user: User) -> Grant:
+    owned = dict(session.execute(select(Account.id, Account.owner_user_id)
+                                 .where(Account.owner_user_id.is_not(None))).all())
+    private = frozenset(a for a, owner in owned.items() if owner != user.id)
+    own = frozenset(a for a, owner in owned.items() if owner == user.id)
+    if not user.active:
+        return Grant(user.username, user.role)
+    if user.role in ("admin", "manager"):
+        return Grant(user.username, user.role, everything=True, user_id=user.id, private_account_ids=private,
+                     own_account_ids=own)
+    groups = frozenset(session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user.id)))
+    accounts = frozenset(session.scalars(select(MailboxPermission.account_id).where(or_(
+        MailboxPermission.user_id == user.id,
+        MailboxPermission.group_id.in_(groups) if groups else false()))))
+    if user.role == "agent":
+        companies = frozenset(session.scalars(select(Company.id).where(Company.agent == user.username)))
+        return Grant(user.username, user.role, user_id=user.id, agent=user.username, agent_company_ids=companies,
+                     private_account_ids=private, own_account_ids=own)
+    if user.role == "marketing":
+        return Grant(user.username, user.role, account_ids=accounts, user_id=user.id,
+                     private_account_ids=private, own_account_ids=own)
+    return Grant(user.username, user.role, account_ids=accounts | own, user_id=user.id, group_ids=groups,
+                 private_account_ids=private, own_account_ids=own)
+
+
+def visible_clause(grant: Grant) -> ColumnElement[bool]:
+    """SQL condition on `Message` for what `grant` may read."""
+    private_ok = or_(Message.account_id.not_in(grant.private_account_ids), Message.is_public.is_(True)) \
+        if grant.private_account_ids else true()
+    if grant.everything:
+        return private_ok
+    if grant.agent is not None:
+        mine = or_(Message.agent == grant.agent,
+                   Message.company_id.in_(grant.agent_company_ids) if grant.agent_company_ids else false())
+        return mine & private_ok
+    parts: list[ColumnElement[bool]] = []
+    if grant.account_ids:
+        parts.append(Message.account_id.in_(grant.account_ids))
+    if grant.user_id is not None and grant.role == "operator":
+        parts.append(Message.assigned_user_id == grant.user_id)
+    if grant.group_ids:
+        parts.append(Message.assigned_group_id.in_(grant.group_ids))
+    return (or_(*parts) if parts else false()) & private_ok
