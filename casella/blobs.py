@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +76,23 @@ class BlobStore:
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store many (digest, data) pairs durably with one filesystem sync at the end:
-        what the ingest does per batch, before the database commit that refers to them.
-        Files are created from a few threads: creating a file is the slow part, and it
-        waits on the disk, not on Python."""
-        todo = [(d, data) for d, data in items if not self.path_for(d).exists()]
-        if not todo:
-            return
-        list(_writer_pool().map(lambda pair: self.put(pair[1], digest=pair[0], sync=False), todo))
-        if not _syncfs(self.root):
-            for d in {self.path_for(digest).parent for digest, _ in todo}:
+        what the ingest does per batch, before the database commit that refers to them."""
+        self.finish_writes(self.start_writes(items))
+
+    def start_writes(self, items: Iterable[tuple[str, bytes]]) -> list[Future[str]]:
+        """Begin writing blobs on the writer threads (creating a file waits on the disk, not
+        on Python); `finish_writes` waits for them and makes them durable."""
+        pool = _writer_pool()
+        return [pool.submit(self.put, data, digest=digest, sync=False)
+                for digest, data in items if not self.path_for(digest).exists()]
+
+    def finish_writes(self, writes: list[Future[str]]) -> None:
+        self.finish_writes_of([w.result() for w in writes])  # result() re-raises a failed write
+
+    def finish_writes_of(self, digests: list[str]) -> None:
+        """Make blobs written with sync=False (here or by another process) durable."""
+        if digests and not _syncfs(self.root):
+            for d in {self.path_for(digest).parent for digest in digests}:
                 _fsync_dir(d)
 
     def get(self, digest: str, *, verify: bool = False) -> bytes:

@@ -38,7 +38,8 @@ class Settings:
     database_url: str
     blob_dir: Path
     secret_key_file: Path
-    ingest_batch_size: int = 200
+    ingest_batch_size: int = 500
+    ingest_batch_bytes: int = 64 << 20
     ingest_poll_seconds: float = 60.0
     ingest_idle_seconds: float = 300.0
     ingest_workers: int = 2
@@ -48,6 +49,11 @@ class Settings:
     freemail_domains_extra: tuple[str, ...] = ()
     demo: bool = True
     log_level: str = "INFO"
+    # Search: empty search_url = the embedded engine, with its index in search_index_dir.
+    search_url: str = ""
+    search_api_key: str = ""
+    search_index_dir: Path = Path("data/index")
+    search_attachment_text_max_bytes: int = 1_000_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -83,7 +89,7 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}{key} must be true or false, got {raw!r}")
 
         default_db = f"sqlite:///{data_dir / 'casella.db'}"
-        batch = get_int("INGEST_BATCH_SIZE", 200)
+        batch = get_int("INGEST_BATCH_SIZE", 500)
         if batch < 1:
             raise ConfigurationError(f"{PREFIX}INGEST_BATCH_SIZE must be at least 1, got {batch}")
         extra_domains = tuple(
@@ -95,6 +101,7 @@ class Settings:
             blob_dir=Path(get("BLOB_DIR", str(data_dir / "blobs"))),
             secret_key_file=Path(get("SECRET_KEY_FILE", str(data_dir / "secret.key"))),
             ingest_batch_size=batch,
+            ingest_batch_bytes=get_int("INGEST_BATCH_BYTES", 64 << 20),
             ingest_poll_seconds=get_float("INGEST_POLL_SECONDS", 60.0),
             ingest_idle_seconds=get_float("INGEST_IDLE_SECONDS", 300.0),
             ingest_workers=get_int("INGEST_WORKERS", min(2, os.cpu_count() or 1)),
@@ -104,6 +111,10 @@ class Settings:
             freemail_domains_extra=extra_domains,
             demo=get_bool("DEMO", True),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            search_url=get("SEARCH_URL", "").strip(),
+            search_api_key=get("SEARCH_API_KEY", ""),
+            search_index_dir=Path(get("SEARCH_INDEX_DIR", str(data_dir / "index"))),
+            search_attachment_text_max_bytes=get_int("SEARCH_ATTACHMENT_TEXT_MAX_BYTES", 1_000_000),
         )
 
 

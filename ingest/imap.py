@@ -99,10 +99,12 @@ def connection_for(account: Account, secrets: SecretBox, timeout: float) -> Conn
 class ImapPoller:
     """One pass over one account; the daemon calls it in a loop, `ingest --once` once."""
 
-    def __init__(self, storer: Storer, secrets: SecretBox, *, batch_size: int, timeout: float) -> None:
+    def __init__(self, storer: Storer, secrets: SecretBox, *, batch_size: int, timeout: float,
+                 batch_bytes: int = 64 << 20) -> None:
         self.storer = storer
         self.secrets = secrets
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self.timeout = timeout
 
     def load_account(self, account_id: int) -> Account:
@@ -159,8 +161,7 @@ class ImapPoller:
         # so the cursor only ever moves over committed messages.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as preparer:
             pending: tuple[Future[Prepared], int] | None = None
-            for start in range(0, len(uids), self.batch_size):
-                chunk = uids[start:start + self.batch_size]
+            for chunk in self._chunks(client, uids):
                 items = self._fetch_chunk(client, folder, uidvalidity, chunk)
                 future = preparer.submit(self.storer.prepare, account.id, items)
                 if pending is not None:
@@ -171,6 +172,24 @@ class ImapPoller:
         if not uids:
             self._advance_only(account.id, folder, uidvalidity, last_uid)
         return out
+
+    def _chunks(self, client: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
+        """Batches of at most `batch_size` messages and about `batch_bytes` bytes (one
+        large PEC attachment must not make a batch hold gigabytes in memory)."""
+        if not uids:
+            return
+        sizes = {uid: int(d.get(b"RFC822.SIZE", 0)) for uid, d in client.fetch(uids, [b"RFC822.SIZE"]).items()}
+        chunk: list[int] = []
+        total = 0
+        for uid in uids:
+            size = sizes.get(uid, 0)
+            if chunk and (len(chunk) >= self.batch_size or total + size > self.batch_bytes):
+                yield chunk
+                chunk, total = [], 0
+            chunk.append(uid)
+            total += size
+        if chunk:
+            yield chunk
 
     def _fetch_chunk(self, client: IMAPClient, folder: str, uidvalidity: int, chunk: list[int]) -> list[Incoming]:
         fetched = client.fetch(chunk, FETCH_KEYS)

@@ -46,7 +46,8 @@ def make_storer(settings: Settings, db: Database) -> Storer:
 
 def make_poller(settings: Settings, db: Database) -> ImapPoller:
     return ImapPoller(make_storer(settings, db), SecretBox(settings.secret_key_file),
-                      batch_size=settings.ingest_batch_size, timeout=settings.imap_timeout_seconds)
+                      batch_size=settings.ingest_batch_size, batch_bytes=settings.ingest_batch_bytes,
+                      timeout=settings.imap_timeout_seconds)
 
 
 def remote_accounts(db: Database, name: str | None = None) -> list[tuple[int, str]]:

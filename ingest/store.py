@@ -26,7 +26,7 @@ from casella.blobs import BlobStore, sha256_hex
 from casella.db import Database
 from casella.models import Account, Attachment, FolderState, Message, MessageEvent, MessageLocation, utcnow
 from casella.pipeline import Stage, StoredMessage, run_stages
-from ingest.parse_pool import parse_many
+from ingest.parse_pool import parse_and_store_many, parse_many
 from ingest.parsed import ParsedMessage
 
 log = logging.getLogger(__name__)
@@ -91,18 +91,13 @@ class Storer:
         # the write transaction checks again, so a race only costs a wasted parse.
         known = self._known_digests(account_id, digests)
         todo = [n for n, d in enumerate(digests) if d not in known]
-        parsed_todo = parse_many([items[n].raw for n in todo], self.workers)
+        # Parsing and writing the blobs happen together on every core (ingest/parse_pool.py),
+        # then one filesystem sync makes the blobs durable before the commit refers to them.
+        parsed_todo = parse_and_store_many([items[n].raw for n in todo], [digests[n] for n in todo], self.blobs,
+                                           self.workers)
         parsed: list[ParsedMessage | None] = [None] * len(items)
         for n, p in zip(todo, parsed_todo, strict=True):
             parsed[n] = p
-        blobs: dict[str, bytes] = {}
-        for digest, item, p in zip(digests, items, parsed, strict=True):
-            if p is None:
-                continue
-            blobs.setdefault(digest, item.raw)
-            for att in p.attachments:
-                blobs.setdefault(att.sha256, att.payload)
-        self.blobs.put_many(blobs.items())
         return Prepared(account_id, list(items), digests, parsed)
 
     def commit(self, prepared: Prepared, *, cursor: tuple[str, int, int] | None = None,
@@ -126,7 +121,7 @@ class Storer:
     def _known_digests(self, account_id: int, digests: list[str]) -> set[str]:
         if not digests:
             return set()
-        with self.db.sessions() as session:
+        with self.db.reading() as session:
             return set(session.scalars(select(Message.sha256).where(Message.account_id == account_id,
                                                                      Message.sha256.in_(set(digests)))))
 
