@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from casella.blobs import BlobStore
-from casella.models import Message, MessageLocation, Registration
+from casella.models import MessageLocation, Registration
 from tests.conftest import CORPUS, Cli, crlf
 
 pytestmark = pytest.mark.integration
