@@ -8,7 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from casella.models import Account, Attachment, Company, Contact, Message, MessageEvent, MessageLocation, Registration
+from casella.models import (
+    Account, Attachment, Company, Contact, Group, Message, MessageEvent, MessageLocation, MessagePratica, MessageTag,
+    Pratica, Registration, User,
+)
 
 
 def _iso(value: Any) -> str | None:
@@ -19,6 +22,7 @@ def iter_summaries(session: Session, *, account: str | None = None, unknown_only
                    batch: int = 1000) -> Iterator[dict[str, Any]]:
     """One dict per message, oldest first, streamed in batches (constant memory)."""
     accounts = dict(session.execute(select(Account.id, Account.name)).all())
+    people = _people(session)
     query = (select(Message, Registration.year, Registration.number)
              .outerjoin(Registration, Registration.message_id == Message.id).order_by(Message.id))
     if account is not None:
@@ -32,7 +36,7 @@ def iter_summaries(session: Session, *, account: str | None = None, unknown_only
             return
         names = _link_names(session, [r[0] for r in rows])
         for msg, year, number in rows:
-            yield summary(msg, accounts.get(msg.account_id, ""), year, number, names)
+            yield summary(msg, accounts.get(msg.account_id, ""), year, number, names, people)
         last_id = rows[-1][0].id
 
 
@@ -49,8 +53,16 @@ def _link_names(session: Session, msgs: list[Message]) -> dict[tuple[str, int], 
     return names
 
 
+def _people(session: Session) -> dict[tuple[str, int], str]:
+    """Usernames and group names by id (few rows: loaded once per listing)."""
+    out = {("user", i): n for i, n in session.execute(select(User.id, User.username)).all()}
+    out.update({("group", i): n for i, n in session.execute(select(Group.id, Group.name)).all()})
+    return out
+
+
 def summary(msg: Message, account: str, year: int | None, number: int | None,
-            names: dict[tuple[str, int], str]) -> dict[str, Any]:
+            names: dict[tuple[str, int], str], people: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
+    people = people or {}
     link_id = msg.contact_id if msg.link_kind == "contact" else msg.company_id if msg.link_kind == "company" else None
     return {
         "id": msg.id,
@@ -70,6 +82,11 @@ def summary(msg: Message, account: str, year: int | None, number: int | None,
         "link": {"kind": msg.link_kind, "id": link_id,
                  "name": names.get((msg.link_kind, link_id)) if link_id is not None else None},
         "has_attachments": msg.has_attachments,
+        "status": msg.status,
+        "assigned_user": people.get(("user", msg.assigned_user_id)) if msg.assigned_user_id else None,
+        "assigned_group": people.get(("group", msg.assigned_group_id)) if msg.assigned_group_id else None,
+        "agent": msg.agent,
+        "is_public": msg.is_public,
     }
 
 
@@ -77,7 +94,7 @@ def detail(session: Session, msg: Message) -> dict[str, Any]:
     reg = session.scalar(select(Registration).where(Registration.message_id == msg.id))
     account = session.get(Account, msg.account_id)
     data = summary(msg, account.name if account else "", reg.year if reg else None, reg.number if reg else None,
-                   _link_names(session, [msg]))
+                   _link_names(session, [msg]), _people(session))
     data.update({
         "cc": msg.cc,
         "in_reply_to": msg.in_reply_to,
@@ -98,6 +115,9 @@ def detail(session: Session, msg: Message) -> dict[str, Any]:
                                        .order_by(MessageLocation.id))
         ],
         "registration": registration_json(reg) if reg else None,
+        "tags": sorted(session.scalars(select(MessageTag.tag).where(MessageTag.message_id == msg.id))),
+        "pratiche": sorted(session.scalars(select(Pratica.code).join(MessagePratica, MessagePratica.pratica_id == Pratica.id)
+                                           .where(MessagePratica.message_id == msg.id))),
         "history": [
             {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
             for e in session.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id).order_by(MessageEvent.id))
