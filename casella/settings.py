@@ -52,8 +52,17 @@ class Settings:
     # Search: empty search_url = the embedded engine, with its index in search_index_dir.
     search_url: str = ""
     search_api_key: str = ""
+    search_index_name: str = "casella_messages"
     search_index_dir: Path = Path("data/index")
     search_attachment_text_max_bytes: int = 1_000_000
+    # Mail submission (mailserver/): listen address, size limit, TLS, relay retries.
+    smtp_listen: str = "127.0.0.1:8587"
+    smtp_max_size: int = 35 << 20
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_implicit_tls: bool = False
+    relay_give_up_seconds: float = 172800.0
+    relay_timeout_seconds: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -113,8 +122,16 @@ class Settings:
             log_level=get("LOG_LEVEL", "INFO").upper(),
             search_url=get("SEARCH_URL", "").strip(),
             search_api_key=get("SEARCH_API_KEY", ""),
+            search_index_name=get("SEARCH_INDEX_NAME", "casella_messages"),
             search_index_dir=Path(get("SEARCH_INDEX_DIR", str(data_dir / "index"))),
             search_attachment_text_max_bytes=get_int("SEARCH_ATTACHMENT_TEXT_MAX_BYTES", 1_000_000),
+            smtp_listen=get("SMTP_LISTEN", "127.0.0.1:8587").strip(),
+            smtp_max_size=get_int("SMTP_MAX_SIZE", 35 << 20),
+            smtp_tls_cert=Path(get("SMTP_TLS_CERT", "")) if get("SMTP_TLS_CERT", "").strip() else None,
+            smtp_tls_key=Path(get("SMTP_TLS_KEY", "")) if get("SMTP_TLS_KEY", "").strip() else None,
+            smtp_implicit_tls=get_bool("SMTP_IMPLICIT_TLS", False),
+            relay_give_up_seconds=get_float("RELAY_GIVE_UP_SECONDS", 172800.0),
+            relay_timeout_seconds=get_float("RELAY_TIMEOUT_SECONDS", 60.0),
         )
 
 

@@ -14,7 +14,7 @@ the message, which stays stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,6 +42,9 @@ class Incoming:
     uidvalidity: int | None = None
     uid: int | None = None
     internal_date: datetime | None = None
+
+
+AfterWrite = Callable[[Session, list[StoredMessage]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +81,12 @@ class Storer:
         self.workers = workers
 
     def store_batch(self, account_id: int, items: Sequence[Incoming], *, cursor: tuple[str, int, int] | None = None,
-                    source: str = "imap") -> BatchResult:
+                    source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
         """Store `items`; with `cursor` = (folder, uidvalidity, last_uid), advance that
-        folder's UID cursor in the same transaction."""
-        return self.commit(self.prepare(account_id, items), cursor=cursor, source=source)
+        folder's UID cursor in the same transaction. `after_write(session, stored)` runs in
+        that transaction too, after the stages, outside their quarantine boundary: if it
+        raises, nothing of the batch is committed (the mailserver queues a submission so)."""
+        return self.commit(self.prepare(account_id, items), cursor=cursor, source=source, after_write=after_write)
 
     def prepare(self, account_id: int, items: Sequence[Incoming]) -> Prepared:
         """The work that needs no transaction: hash, parse, write the blobs (synced). It can
@@ -101,7 +106,7 @@ class Storer:
         return Prepared(account_id, list(items), digests, parsed)
 
     def commit(self, prepared: Prepared, *, cursor: tuple[str, int, int] | None = None,
-               source: str = "imap") -> BatchResult:
+               source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
         """One transaction: rows, pipeline stages, cursor. Retried if another process
         stored some of the same messages at the same moment."""
         if not prepared.items and cursor is None:
@@ -109,8 +114,11 @@ class Storer:
         for attempt in range(3):
             try:
                 with self.db.session() as session:
-                    return self._write(session, prepared.account_id, prepared.items, prepared.digests,
-                                       prepared.parsed, cursor, source)
+                    result, stored = self._write(session, prepared.account_id, prepared.items, prepared.digests,
+                                                 prepared.parsed, cursor, source)
+                    if after_write is not None:
+                        after_write(session, stored)
+                    return result
             except IntegrityError:
                 # The second pass sees the other process's rows and stores only what is missing.
                 if attempt == 2:
@@ -126,7 +134,8 @@ class Storer:
                                                                      Message.sha256.in_(set(digests)))))
 
     def _write(self, session: Session, account_id: int, items: Sequence[Incoming], digests: list[str],
-               parsed: list[ParsedMessage | None], cursor: tuple[str, int, int] | None, source: str) -> BatchResult:
+               parsed: list[ParsedMessage | None], cursor: tuple[str, int, int] | None,
+               source: str) -> tuple[BatchResult, list[StoredMessage]]:
         account = session.get(Account, account_id)
         assert account is not None
         result = BatchResult()
@@ -179,7 +188,7 @@ class Storer:
             _advance_cursor(session, account_id, *cursor)
         result.stored = len(batch)
         result.message_ids = [s.row.id for s in batch]
-        return result
+        return result, batch
 
 
 def items_locations(items: Sequence[Incoming]) -> list[tuple[str, int | None, int | None]]:

@@ -1,0 +1,116 @@
+"""Accept one submitted message: complete its headers, then in ONE transaction store it in
+the account's Sent folder (numbered by the protocol registry, direction out, linked) and
+put it in the outbound queue.
+
+The queue row is written by `enqueue`, which the Storer runs in its storing transaction
+after the pipeline stages (`after_write`): the message, its protocol number and its queue
+row are committed together, or not at all.
+
+Headers added (RFC 6409 §8): a `Received:` trace line with a unique id, which also makes
+every submission distinct bytes (the Storer deduplicates by sha256 per account); a
+`Message-ID:` when missing (it is the stable id of the message through every retry); a
+`Date:` when missing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, make_msgid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from casella.blobs import BlobStore
+from casella.db import Database
+from casella.models import Account, MessageEvent, utcnow
+from casella.models.outbound import OutboundMessage
+from casella.pipeline import Stage, StoredMessage
+from ingest.store import AfterWrite, Incoming, Storer
+
+DEFAULT_SENT_FOLDER = "Sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    account_id: int
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    username: str
+    helo: str = ""
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    outbound_id: int
+    message_id: int
+    smtp_message_id: str
+
+
+def enqueue(submission: Submission, smtp_message_id: str) -> AfterWrite:
+    """The `after_write` hook that puts each newly stored message in the outbound queue."""
+
+    def write(session: Session, batch: list[StoredMessage]) -> None:
+        now = utcnow()
+        for stored in batch:
+            session.add(OutboundMessage(
+                message_id=stored.row.id, account_id=stored.account.id, mail_from=submission.mail_from,
+                rcpt_tos=list(submission.rcpt_tos), state="queued", attempts=0, next_attempt_at=now,
+                created_at=now, smtp_message_id=smtp_message_id))
+            session.add(MessageEvent(message_id=stored.row.id, actor=submission.username, action="submitted",
+                                     detail={"mail_from": submission.mail_from, "rcpt_tos": list(submission.rcpt_tos)}))
+        session.flush()
+
+    return write
+
+
+def complete_headers(raw: bytes, *, hostname: str, helo: str, peer: str, username: str,
+                     now: datetime | None = None) -> tuple[bytes, str]:
+    """Return the bytes to store and send, and their Message-ID."""
+    now = now or utcnow()
+    eol = b"\r\n" if b"\r\n" in raw[:4096] or not raw else b"\n"
+    headers = BytesHeaderParser().parsebytes(raw)
+    token = secrets.token_hex(8)
+    added: list[bytes] = []
+    message_id = (headers.get("Message-ID") or "").strip()
+    if not message_id:
+        message_id = make_msgid(idstring=token, domain=hostname)
+        added.append(b"Message-ID: " + message_id.encode("ascii"))
+    if not headers.get("Date"):
+        added.append(b"Date: " + format_datetime(now).encode("ascii"))
+    received = (f"Received: from {helo or 'unknown'} ({peer or 'unknown'})" + eol.decode()
+                + f"\tby {hostname} (Casella) with ESMTPSA id {token}" + eol.decode()
+                + f"\tfor authenticated user {username}; {format_datetime(now)}").encode("utf-8", "replace")
+    trailer = b"".join(line + eol for line in added)
+    # Added headers go at the top of the header block, the trace line first.
+    return received + eol + trailer + raw, message_id
+
+
+def sent_folder(account: Account) -> str:
+    return account.sent_folders[0] if account.sent_folders else DEFAULT_SENT_FOLDER
+
+
+def store_and_enqueue(db: Database, blobs: BlobStore, stages: Sequence[Stage], submission: Submission,
+                      smtp_message_id: str) -> Queued | None:
+    """One transaction: Sent copy + protocol number + link + queue row. None when nothing
+    was queued (the same bytes were stored already)."""
+    with db.reading() as session:
+        account = session.get(Account, submission.account_id)
+        assert account is not None
+        folder = sent_folder(account)
+    storer = Storer(db, blobs, stages, workers=1)
+    result = storer.store_batch(submission.account_id, [Incoming(raw=submission.raw, folder=folder)],
+                                source="submission", after_write=enqueue(submission, smtp_message_id))
+    if result.stored != 1:
+        return None
+    message_id = result.message_ids[0]
+    with db.reading() as session:
+        outbound_id = session.scalar(select(OutboundMessage.id).where(OutboundMessage.message_id == message_id))
+    if outbound_id is None:
+        return None
+    return Queued(outbound_id, message_id, smtp_message_id)
