@@ -9,9 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casella.models import (
-    Account, Attachment, Company, Contact, Group, Message, MessageEvent, MessageLocation, MessagePratica, MessageTag,
-    Pratica, Registration, User,
+    Account, Attachment, Company, Contact, Group, Message, MessageEvent, MessageLocation, MessagePec, MessagePratica,
+    MessageTag, Pratica, Registration, User,
 )
+from casella.settings import Settings, get_settings
+from pec.classify import RECEIPT_KINDS
+from pec.status import pec_json
 
 
 def _iso(value: Any) -> str | None:
@@ -23,20 +26,23 @@ def iter_summaries(session: Session, *, account: str | None = None, unknown_only
     """One dict per message, oldest first, streamed in batches (constant memory)."""
     accounts = dict(session.execute(select(Account.id, Account.name)).all())
     people = _people(session)
-    query = (select(Message, Registration.year, Registration.number)
-             .outerjoin(Registration, Registration.message_id == Message.id).order_by(Message.id))
+    query = (select(Message, Registration.year, Registration.number, MessagePec.kind)
+             .outerjoin(Registration, Registration.message_id == Message.id)
+             .outerjoin(MessagePec, MessagePec.message_id == Message.id).order_by(Message.id))
     if account is not None:
         query = query.join(Account, Account.id == Message.account_id).where(Account.name == account)
     if unknown_only:
-        query = query.where(Message.link_kind == "unknown")
+        # PEC receipts come from the provider's address: never an unknown correspondent.
+        query = query.where(Message.link_kind == "unknown",
+                            (MessagePec.kind.is_(None)) | (MessagePec.kind.not_in(RECEIPT_KINDS)))
     last_id = 0
     while True:
         rows = session.execute(query.where(Message.id > last_id).limit(batch)).all()
         if not rows:
             return
         names = _link_names(session, [r[0] for r in rows])
-        for msg, year, number in rows:
-            yield summary(msg, accounts.get(msg.account_id, ""), year, number, names, people)
+        for msg, year, number, pec_kind in rows:
+            yield summary(msg, accounts.get(msg.account_id, ""), year, number, names, people, pec_kind=pec_kind)
         last_id = rows[-1][0].id
 
 
@@ -61,7 +67,8 @@ def _people(session: Session) -> dict[tuple[str, int], str]:
 
 
 def summary(msg: Message, account: str, year: int | None, number: int | None,
-            names: dict[tuple[str, int], str], people: dict[tuple[str, int], str] | None = None) -> dict[str, Any]:
+            names: dict[tuple[str, int], str], people: dict[tuple[str, int], str] | None = None, *,
+            pec_kind: str | None = None) -> dict[str, Any]:
     people = people or {}
     link_id = msg.contact_id if msg.link_kind == "contact" else msg.company_id if msg.link_kind == "company" else None
     return {
@@ -87,14 +94,17 @@ def summary(msg: Message, account: str, year: int | None, number: int | None,
         "assigned_group": people.get(("group", msg.assigned_group_id)) if msg.assigned_group_id else None,
         "agent": msg.agent,
         "is_public": msg.is_public,
+        "pec_kind": pec_kind,  # pec.classify.KINDS; None for ordinary mail
     }
 
 
-def detail(session: Session, msg: Message) -> dict[str, Any]:
+def detail(session: Session, msg: Message, settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
     reg = session.scalar(select(Registration).where(Registration.message_id == msg.id))
     account = session.get(Account, msg.account_id)
+    pec = pec_json(session, msg, account, settings.pec_delivery_timeout_hours)
     data = summary(msg, account.name if account else "", reg.year if reg else None, reg.number if reg else None,
-                   _link_names(session, [msg]), _people(session))
+                   _link_names(session, [msg]), _people(session), pec_kind=pec["kind"] if pec else None)
     data.update({
         "cc": msg.cc,
         "in_reply_to": msg.in_reply_to,
@@ -122,6 +132,7 @@ def detail(session: Session, msg: Message) -> dict[str, Any]:
             {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
             for e in session.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id).order_by(MessageEvent.id))
         ],
+        "pec": pec,
     })
     return data
 

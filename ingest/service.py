@@ -41,7 +41,10 @@ class PassOutcome:
 
 
 def make_storer(settings: Settings, db: Database) -> Storer:
-    return Storer(db, BlobStore(settings.blob_dir), build_stages(settings), workers=settings.ingest_workers)
+    from pec.trust import TrustStore
+
+    return Storer(db, BlobStore(settings.blob_dir), build_stages(settings), workers=settings.ingest_workers,
+                  pec_trust=TrustStore.from_settings(settings))
 
 
 def make_poller(settings: Settings, db: Database) -> ImapPoller:

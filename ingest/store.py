@@ -4,6 +4,11 @@
         message + attachments + location rows, the pipeline stages (thread, protocol number,
         anagrafica link), and the folder's UID cursor ──► COMMIT
 
+A PEC message (X-Trasporto / X-Ricevuta headers, or any message of a PEC account) is
+classified before the commit (pec/classify.py, signature included). A transport envelope
+is shown as the certified message it carries (postacert.eml: real sender, subject, bodies,
+attachments), while its raw blob stays the envelope, byte-exact: the legal proof.
+
 Only after this commit may anything be done on the IMAP server (mark seen, move). The same
 bytes twice in one account are one message (a second location row at most); a copy already
 seen at the same (folder, UIDVALIDITY, UID) is skipped. Nothing here drops a message: a
@@ -24,10 +29,14 @@ from sqlalchemy.orm import Session
 
 from casella.blobs import BlobStore, sha256_hex
 from casella.db import Database
-from casella.models import Account, Attachment, FolderState, Message, MessageEvent, MessageLocation, utcnow
+from casella.models import (
+    Account, Attachment, FolderState, Message, MessageEvent, MessageLocation, MessagePec, utcnow,
+)
 from casella.pipeline import Stage, StoredMessage, run_stages
-from ingest.parse_pool import parse_and_store_many, parse_many
+from ingest.parse_pool import parse_and_store, parse_and_store_many, parse_many
 from ingest.parsed import ParsedMessage
+from pec.classify import PecInfo, classify
+from pec.trust import TrustStore
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 2_000_000  # characters of body text/html kept in the database (the blob keeps all)
@@ -55,6 +64,7 @@ class Prepared:
     items: list[Incoming]
     digests: list[str]
     parsed: list[ParsedMessage | None]  # None: the account had these bytes already
+    pec: list[PecInfo | None] = field(default_factory=list)  # by position; [] when none is PEC
 
 
 @dataclass(slots=True)
@@ -74,11 +84,13 @@ class BatchResult:
 class Storer:
     """Stores batches for one account; shared by the IMAP poller and `casella import`."""
 
-    def __init__(self, db: Database, blobs: BlobStore, stages: Sequence[Stage], *, workers: int = 1) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, stages: Sequence[Stage], *, workers: int = 1,
+                 pec_trust: TrustStore | None = None) -> None:
         self.db = db
         self.blobs = blobs
         self.stages = stages
         self.workers = workers
+        self.pec_trust = pec_trust  # None: the trust store of the process-wide settings
 
     def store_batch(self, account_id: int, items: Sequence[Incoming], *, cursor: tuple[str, int, int] | None = None,
                     source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
@@ -103,7 +115,34 @@ class Storer:
         parsed: list[ParsedMessage | None] = [None] * len(items)
         for n, p in zip(todo, parsed_todo, strict=True):
             parsed[n] = p
-        return Prepared(account_id, list(items), digests, parsed)
+        # PEC: classified here, out of the transaction (the signature check runs openssl).
+        pec: list[PecInfo | None] = [None] * len(items)
+        if todo:
+            is_pec_account = self._is_pec_account(account_id)
+            written: list[str] = []
+            for n in todo:
+                pec[n], parsed[n] = self._pec(items[n].raw, parsed[n], is_pec_account, written)  # type: ignore[arg-type]
+            self.blobs.finish_writes_of(written)
+        return Prepared(account_id, list(items), digests, parsed, pec if any(pec) else [])
+
+    def _is_pec_account(self, account_id: int) -> bool:
+        with self.db.reading() as session:
+            return bool(session.scalar(select(Account.is_pec).where(Account.id == account_id)))
+
+    def _pec(self, raw: bytes, parsed: ParsedMessage, is_pec_account: bool,
+             written: list[str]) -> tuple[PecInfo | None, ParsedMessage]:
+        """(PecInfo or None, the ParsedMessage the row shows). For a transport envelope that
+        is the certified message inside it, whose blobs are written here (unsynced: the
+        caller syncs the digests added to `written`)."""
+        if not (is_pec_account or has_pec_headers(parsed)):
+            return None, parsed
+        info = classify(raw, parsed, self.pec_trust)
+        if info is None or info.kind != "posta-certificata" or not info.postacert:
+            return info, parsed
+        digest = sha256_hex(info.postacert)
+        inner = parse_and_store(info.postacert, digest, str(self.blobs.root))
+        written.extend([digest, *(a.sha256 for a in inner.attachments)])
+        return info, inner
 
     def commit(self, prepared: Prepared, *, cursor: tuple[str, int, int] | None = None,
                source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
@@ -115,7 +154,7 @@ class Storer:
             try:
                 with self.db.session() as session:
                     result, stored = self._write(session, prepared.account_id, prepared.items, prepared.digests,
-                                                 prepared.parsed, cursor, source)
+                                                 prepared.parsed, cursor, source, prepared.pec)
                     if after_write is not None:
                         after_write(session, stored)
                     return result
@@ -135,7 +174,7 @@ class Storer:
 
     def _write(self, session: Session, account_id: int, items: Sequence[Incoming], digests: list[str],
                parsed: list[ParsedMessage | None], cursor: tuple[str, int, int] | None,
-               source: str) -> tuple[BatchResult, list[StoredMessage]]:
+               source: str, pec: Sequence[PecInfo | None] = ()) -> tuple[BatchResult, list[StoredMessage]]:
         account = session.get(Account, account_id)
         assert account is not None
         result = BatchResult()
@@ -151,7 +190,8 @@ class Storer:
         new: list[tuple[StoredMessage, Incoming]] = []
         new_by_digest: dict[str, Message] = {}
         extra_locations: list[tuple[str, Incoming]] = []  # more copies of a message stored here
-        for item, digest, p in zip(items, digests, parsed, strict=True):
+        pec = list(pec) or [None] * len(items)
+        for item, digest, p, info in zip(items, digests, parsed, pec, strict=True):
             loc = (item.folder, item.uidvalidity, item.uid)
             if item.uid is not None and loc in seen_locations:
                 result.skipped += 1
@@ -162,11 +202,13 @@ class Storer:
                 extra_locations.append((digest, item))
                 continue
             if p is None:  # known at our first look, gone by now (erased meanwhile): parse it here
-                p = parse_many([item.raw], 1)[0]
+                written: list[str] = []
+                info, p = self._pec(item.raw, parse_many([item.raw], 1)[0], account.is_pec, written)
+                self.blobs.finish_writes_of(written)
             row = build_message(account, item, digest, p)
             session.add(row)
             new_by_digest[digest] = row
-            new.append((StoredMessage(row=row, parsed=p, account=account), item))
+            new.append((StoredMessage(row=row, parsed=p, account=account, pec=info), item))
         session.flush()
         # Rows nobody changes later go in with one executemany per table.
         locations = [dict(message_id=stored.row.id, account_id=account_id, folder=item.folder,
@@ -179,7 +221,9 @@ class Storer:
                        for stored, _ in new for n, a in enumerate(stored.parsed.attachments)]
         events = [dict(message_id=stored.row.id, actor="ingest", action="stored",
                        detail={"source": source, "folder": item.folder, "uid": item.uid}) for stored, item in new]
-        for model, rows in ((MessageLocation, locations), (Attachment, attachments), (MessageEvent, events)):
+        pecs = [pec_row(stored.row.id, stored.pec) for stored, _ in new if stored.pec is not None]
+        for model, rows in ((MessageLocation, locations), (Attachment, attachments), (MessageEvent, events),
+                            (MessagePec, pecs)):
             if rows:
                 session.execute(insert(model), rows)
         batch = [stored for stored, _ in new]
@@ -205,6 +249,18 @@ def _advance_cursor(session: Session, account_id: int, folder: str, uidvalidity:
         state.last_uid = 0
     state.last_uid = max(state.last_uid or 0, last_uid)
     state.last_fetch_at = utcnow()
+
+
+def has_pec_headers(parsed: ParsedMessage) -> bool:
+    """True when the top-level headers say PEC (X-Trasporto or X-Ricevuta, any case)."""
+    return any(key.lower() in ("x-trasporto", "x-ricevuta") for key, _ in parsed.headers)
+
+
+def pec_row(message_id: int, info: PecInfo) -> dict[str, object]:
+    return dict(message_id=message_id, kind=info.kind, receipt_form=info.receipt_form,
+                refers_to_msgid=info.refers_to_msgid[:998] if info.refers_to_msgid else None, refers_to_id=None,
+                sender=info.sender[:998] if info.sender else None, at=info.at, daticert=info.daticert,
+                signature=info.signature.as_json() if info.signature else None, problems=list(info.problems))
 
 
 def build_message(account: Account, item: Incoming, digest: str, p: ParsedMessage) -> Message:

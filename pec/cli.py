@@ -1,4 +1,5 @@
-"""`casella pec ...`: the trust store and a one-file check (classify + signature)."""
+"""`casella pec ...`: the trust store, a one-file check (classify + signature), and the stored
+PEC that need a look: orphan receipts and sent PEC without delivery past the timeout."""
 
 from __future__ import annotations
 
@@ -87,6 +88,50 @@ def check(file: Path, as_json: bool) -> None:
                    f"{sig.not_before or '-'} .. {sig.not_after or '-'}")
     for problem in info.problems:
         click.echo(f"problem: {problem}")
+
+
+def _session_rows(fetch: Any) -> Any:
+    from casella.db import Database
+    from casella.settings import get_settings
+
+    settings = get_settings()
+    database = Database.from_settings(settings)
+    try:
+        with database.reading() as session:
+            return fetch(session, settings)
+    finally:
+        database.dispose()
+
+
+@pec.command("orphans")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def orphans(as_json: bool) -> None:
+    """Receipts whose sent message is not stored (unknown or not read yet)."""
+    from pec.status import orphan_receipts
+
+    rows = _session_rows(lambda session, _settings: orphan_receipts(session))
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:>7} {row['kind']:<26} {(row['at'] or '')[:16]:<16} <{row['refers_to_msgid'] or '-'}>")
+    click.echo(f"{len(rows)} orphan receipt(s)")
+
+
+@pec.command("overdue")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def overdue(as_json: bool) -> None:
+    """Sent PEC with a recipient still without delivery after CASELLA_PEC_DELIVERY_TIMEOUT_HOURS."""
+    from pec.status import overdue_sent
+
+    rows = _session_rows(lambda session, settings: overdue_sent(session, settings.pec_delivery_timeout_hours))
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:>7} {(row['sent_at'] or '')[:16]:<16} {row['subject'][:40]:<40} "
+                   f"waiting: {', '.join(row['undelivered'])}")
+    click.echo(f"{len(rows)} overdue sent PEC")
 
 
 COMMANDS: list[click.Command] = [pec]

@@ -69,7 +69,9 @@ def correspondent_of(item: StoredMessage) -> str:
 
 
 class RegistrationStage:
-    """Registers every new message (in and out) in its account's registry."""
+    """Registers every new message (in and out) in its account's registry, PEC receipts
+    excepted. A PEC envelope is registered as the certified message it carries (the row's
+    sender and subject come from its postacert.eml)."""
 
     name = "protocol_registry.assign"
 
@@ -81,7 +83,8 @@ class RegistrationStage:
         # Idempotent: a batch retried message by message after a failure skips what is done.
         ids = [item.row.id for item in batch]
         done = set(session.scalars(select(Registration.message_id).where(Registration.message_id.in_(ids))))
-        pending = [item for item in batch if item.row.id not in done]
+        # PEC receipts are the provider's notices about a message, not correspondence: no number.
+        pending = [item for item in batch if item.row.id not in done and not (item.pec and item.pec.is_receipt)]
         by_registry: dict[int, list[StoredMessage]] = {}
         for item in pending:
             registry = get_registry(session, item.account, self.default_code)

@@ -9,6 +9,7 @@ from casella.models.event import MessageEvent
 from casella.models.folder_state import FolderState
 from casella.models.message import Message
 from casella.models.message_location import MessageLocation
+from casella.models.message_pec import MessagePec
 from casella.models.quarantine import QuarantineEntry
 from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration
 from casella.models.outbound import AccountSmtp, OutboundMessage, SenderIdentity
@@ -24,5 +25,5 @@ __all__ = [
     "ProtocolCounter", "ProtocolRegistry", "QuarantineEntry", "Registration", "Thread",
     "ThreadRef", "UTCDateTime", "utcnow", "ASSIGNMENT_POLICIES", "PRATICA_STATUSES", "ROLES", "Group",
     "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
-    "User", "AccountSmtp", "OutboundMessage", "SenderIdentity",
+    "User", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
 ]
