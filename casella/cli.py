@@ -460,8 +460,11 @@ def contacts_export(output: Path | None) -> None:
 @main.command()
 @click.option("--no-demo", is_flag=True, help="Do not create the demo account on an empty installation.")
 def serve(no_demo: bool) -> None:
-    """Run Casella: the ingest daemon (the webmail and mailserver join when they land)."""
+    """Run Casella: the ingest daemon, the submission server and its relay worker
+    (the webmail joins when it lands)."""
     from ingest.service import IngestDaemon
+    from mailserver.server import MailService
+    from search.indexer import run_forever as run_indexer
 
     settings = get_settings()
     database = _db()
@@ -473,10 +476,17 @@ def serve(no_demo: bool) -> None:
     stop = _install_stop_handlers()
     daemon = IngestDaemon(settings, database)
     daemon.start()
+    mail = MailService(settings, database).start()
+    indexer = threading.Thread(target=run_indexer, args=(settings, database, stop), name="search-indexer", daemon=True)
+    indexer.start()
+    click.echo(f"submission server (SMTP, authenticated) on {settings.smtp_listen}")
+    click.echo(f"search: {'Meilisearch at ' + settings.search_url if settings.search_url else 'embedded index in ' + str(settings.search_index_dir)}")
     click.echo("Casella is running; Ctrl-C stops it.")
     _wait_for_signal(stop)
     click.echo("stopping...")
+    mail.stop()
     daemon.stop()
+    indexer.join(timeout=10)
 
 
 def _print_overview(settings: Settings, database: Database) -> None:
@@ -488,8 +498,21 @@ def _print_overview(settings: Settings, database: Database) -> None:
         regs = session.scalar(select(func.count(Registration.id)))
     click.echo(f"data: {settings.data_dir}  database: {settings.database_url}")
     click.echo(f"{accounts} account(s), {messages} message(s), {regs} protocol registration(s)")
-    click.echo("try: casella message list | casella protocol list | casella message list --unknown")
+    click.echo('try: casella message list | casella protocol list | casella search "fattura" | casella message list --unknown')
 
+
+def _register_domain_commands() -> None:
+    """Commands that live with their domain package."""
+    from mailserver.cli import COMMANDS as mailserver_commands
+    from pec.cli import COMMANDS as pec_commands
+    from routing.cli import COMMANDS as routing_commands
+    from search.cli import COMMANDS as search_commands
+
+    for command in (*routing_commands, *search_commands, *mailserver_commands, *pec_commands):
+        main.add_command(command)
+
+
+_register_domain_commands()
 
 if __name__ == "__main__":
     main()

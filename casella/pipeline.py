@@ -5,9 +5,11 @@ batch to these stages, in this order, inside the same database transaction:
 
     ingest.threads            -> conversation (Message-ID, In-Reply-To, References, subject)
     protocol_registry.assign  -> gapless number per registry and year, with the sha256
+    pec.link                  -> PEC receipts to the sent message they are about, either order
     anagrafica.link           -> contact, else company by domain, else "unknown sender"
+    routing.apply             -> the account's rules: assign, agent, folder, tags, pratica…
+    search.outbox             -> a row per message for the indexer (search/indexer.py)
 
-Routing (routing/) and the search outbox (search/) join this tuple when their issues land.
 Each stage is idempotent for a message it has already seen and works on a whole batch, so
 a batch costs a few queries, not a few per message.
 """
@@ -26,7 +28,11 @@ from casella.models import Account, Message, QuarantineEntry
 from casella.settings import Settings
 from ingest.parsed import ParsedMessage
 from ingest.threads import ThreadStage
+from pec.classify import PecInfo
+from pec.stage import PecLinkStage
 from protocol_registry.assign import RegistrationStage
+from routing.stage import RoutingStage
+from search.outbox import OutboxStage
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class StoredMessage:
     row: Message
     parsed: ParsedMessage
     account: Account
+    pec: PecInfo | None = None  # a PEC envelope, receipt or anomaly (pec/classify.py)
 
 
 class Stage(Protocol):
@@ -51,7 +58,10 @@ def build_stages(settings: Settings) -> tuple[Stage, ...]:
     return (
         ThreadStage(),
         RegistrationStage(settings),
+        PecLinkStage(),
         LinkStage(settings),
+        RoutingStage(settings),
+        OutboxStage(),
     )
 
 

@@ -63,6 +63,8 @@ class Settings:
     smtp_implicit_tls: bool = False
     relay_give_up_seconds: float = 172800.0
     relay_timeout_seconds: float = 60.0
+    # PEC: a sent PEC still without delivery receipts after this many hours is overdue.
+    pec_delivery_timeout_hours: float = 24.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -132,6 +134,7 @@ class Settings:
             smtp_implicit_tls=get_bool("SMTP_IMPLICIT_TLS", False),
             relay_give_up_seconds=get_float("RELAY_GIVE_UP_SECONDS", 172800.0),
             relay_timeout_seconds=get_float("RELAY_TIMEOUT_SECONDS", 60.0),
+            pec_delivery_timeout_hours=get_float("PEC_DELIVERY_TIMEOUT_HOURS", 24.0),
         )
 
 

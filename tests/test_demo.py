@@ -222,7 +222,9 @@ def test_ensure_demo_leaves_an_installation_with_accounts_alone(demo_settings: S
 
 @pytest.mark.e2e
 def test_casella_serve_creates_the_demo(tmp_path: Path) -> None:
-    env = {**os.environ, "CASELLA_DATA_DIR": str(tmp_path / "data")}
+    from tests.servers.dovecot import free_port
+
+    env = {**os.environ, "CASELLA_DATA_DIR": str(tmp_path / "data"), "CASELLA_SMTP_LISTEN": f"127.0.0.1:{free_port()}"}
     for key in ("CASELLA_DEMO", "CASELLA_DATABASE_URL", "CASELLA_ENV_FILE"):
         env.pop(key, None)
     log = tmp_path / "serve.log"
@@ -239,8 +241,7 @@ def test_casella_serve_creates_the_demo(tmp_path: Path) -> None:
         output = log.read_text()
         assert "Casella is running" in output, output
         assert "demo: created the account 'demo'" in output, output
-        # The line is printed just before `serve` installs its SIGTERM handler; give it a moment.
-        time.sleep(1.0)
+        assert "submission server (SMTP, authenticated) on 127.0.0.1:" in output, output
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         output = log.read_text()
