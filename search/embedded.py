@@ -152,21 +152,31 @@ class EmbeddedIndex:
         return SearchResults(hits, total, self.name)
 
     def _ranked(self, searcher: tantivy.Searcher, q: tantivy.Query, want: int) -> tuple[list[Any], int]:
-        """Hits by score, then newest first: collect more while the score at the page's end
-        ties with the last collected one, so that a newer equal hit is never cut off."""
+        """The first `want` hits by score, then newest first: collect more while the score at
+        the page's end ties with the last collected one, so that a newer equal hit is never
+        cut off. Each round searches again, so when every hit is at most one more widening
+        away they are all collected at once."""
         k = max(want + 20, 50)
         while True:
             res = searcher.search(q, limit=k, count=True)
             hits = res.hits
-            if len(hits) < k or len(hits) <= want or k >= MAX_CANDIDATES \
+            total = int(res.count or 0)
+            if len(hits) < k or len(hits) <= want or len(hits) >= (res.count or k + 1) or k >= MAX_CANDIDATES \
                     or _bucket(hits[-1][0]) < _bucket(hits[want - 1][0]):
                 break
             k = min(k * 4, MAX_CANDIDATES)
+            if res.count and total <= k * 4:
+                k = min(total, MAX_CANDIDATES)
+        if len(hits) > want:  # only hits as relevant as the page's last can be on the page
+            last, end = _bucket(hits[want - 1][0]), want
+            while end < len(hits) and _bucket(hits[end][0]) >= last:
+                end += 1
+            hits = hits[:end]
         addrs = [addr for _, addr in hits]
         dates = searcher.fast_field_values("date_ts", addrs) if addrs else []
         ids = searcher.fast_field_values("id", addrs) if addrs else []
         order = sorted(range(len(hits)), key=lambda i: (-_bucket(hits[i][0]), -(dates[i] or 0), -(ids[i] or 0)))
-        return [hits[i] for i in order], int(res.count or 0)
+        return [hits[i] for i in order][:want], total
 
     # ------------------------------------------------------------ query building
     def _part_query(self, part: QueryPart, *, exact: bool = False) -> tantivy.Query | None:

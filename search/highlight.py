@@ -35,8 +35,9 @@ class Highlighter:
             (t, self.stem_of(t) if p.kind == "word" and len(t) >= MIN_STEMMED else NO_STEM,
              typo_budget(t) if p.kind == "word" else 0, p.prefix)
             for p in parts if not p.negated and p.kind != "protocol" for t in self.plain.analyze(p.text)]
-        verdicts: dict[tuple[str, str], bool] = {}  # (token, stem) -> matches; texts share words
-        found = [{f: self._matching(" ".join(doc.get_all(f)), words, verdicts) for f in SNIPPET_FIELDS}
+        verdicts: dict[str, bool] = {}  # token -> matches; texts share words
+        matcher = _Matcher(words)
+        found = [{f: self._matching(" ".join(doc.get_all(f)), matcher, verdicts) for f in SNIPPET_FIELDS}
                  for doc in docs]
         generators = {}
         for f in SNIPPET_FIELDS:
@@ -54,27 +55,59 @@ class Highlighter:
             out.append(snippet or plain_start(" ".join(doc.get_all("body")) or " ".join(doc.get_all("subject"))))
         return out
 
-    def _matching(self, text: str, words: list[Word], verdicts: dict[tuple[str, str], bool]) -> set[str]:
+    def _matching(self, text: str, matcher: _Matcher, verdicts: dict[str, bool]) -> set[str]:
         """The distinct tokens of `text` that answer one of the query's words."""
-        if not text or not words:
+        if not text or not matcher.words:
             return set()
-        stems = {t.position: t.text for t in self.stem.pre_tokenize(text).tokens}
-        found = set()
-        for key in {(t.text, stems.get(t.position, t.text)) for t in self.plain.pre_tokenize(text).tokens}:
-            verdict = verdicts.get(key)
-            if verdict is None:
-                token, stem = key
-                verdict = verdicts[key] = any(stem == wstem or matches_token(token, w, budget, prefix)
-                                              for w, wstem, budget, prefix in words)
-            if verdict:
-                found.add(key[0])
-        return found
+        tokens = set(self.plain.analyze(text))
+        new = [t for t in tokens if t not in verdicts]
+        if new:
+            stems = self._stems(new, text) if matcher.stems else new
+            for token, stem in zip(new, stems):
+                verdicts[token] = matcher(token, stem)
+        return {t for t in tokens if verdicts[t]}
+
+    def _stems(self, tokens: list[str], text: str) -> list[str]:
+        """Each (plain, already analyzed) token's stem. A plain ASCII token's stem depends on
+        the token alone, so those are stemmed together, in one call; any other (ⅻ, or 1. from
+        ⒈) is given the stem found at its place in the text."""
+        simple = [t for t in tokens if t.isascii() and t.isalnum()]
+        stemmed = self.stem.analyze(" ".join(simple)) if simple else []
+        stems = dict(zip(simple, stemmed)) if len(stemmed) == len(simple) else {}
+        if len(stems) < len(tokens):
+            at = {t.position: t.text for t in self.stem.pre_tokenize(text).tokens}
+            for t in self.plain.pre_tokenize(text).tokens:
+                stems.setdefault(t.text, at.get(t.position, t.text))
+        return [stems[t] for t in tokens]
 
     def _generator(self, searcher: tantivy.Searcher, field: str, tokens: set[str]) -> tantivy.SnippetGenerator:
         q = tantivy.Query.term_set_query(self.schema, field, sorted(tokens))
         gen = tantivy.SnippetGenerator.create(searcher, q, self.schema, field)
         gen.set_max_num_chars(SNIPPET_CHARS)
         return gen
+
+
+class _Matcher:
+    """Whether a token (with its stem) answers one of a query's words: matches_token's rules,
+    with what depends only on the query worked out once."""
+
+    def __init__(self, words: list[Word]) -> None:
+        self.words = words
+        self.stems = {wstem for _, wstem, _, _ in words if wstem != NO_STEM}
+        self.exact = {w for w, _, _, _ in words}
+        self.prefixes = tuple(w for w, _, _, prefix in words if prefix)
+        self.typos = [(w, budget, prefix, len(w), set(w)) for w, _, budget, prefix in words if budget]
+
+    def __call__(self, token: str, stem: str) -> bool:
+        if stem in self.stems or token in self.exact or (self.prefixes and token.startswith(self.prefixes)):
+            return True
+        n = len(token)
+        for w, budget, prefix, length, letters in self.typos:
+            if (length - n if prefix else abs(length - n)) > budget:  # damerau_distance's own first test
+                continue
+            if len(letters.difference(token)) <= budget and matches_token(token, w, budget, prefix):
+                return True
+        return False
 
 
 def render(snippet: tantivy.Snippet, text: str) -> str:
