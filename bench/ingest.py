@@ -39,7 +39,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,65 +53,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "gen_corpus.py"
 DEFAULT_CONTACTS = ROOT / "casella" / "demo" / "contacts.csv"
 USER, PASSWORD = "bench", "benchpw"
 ACCOUNT = "bench"
 FETCH_KEYS = [b"BODY.PEEK[]", b"INTERNALDATE"]  # what ingest/imap.py fetches
 
 
-class BenchFailure(RuntimeError):
-    """The benchmark could not run, or ours did not do the whole job."""
+from bench.harness import BenchFailure, BenchTimeout, generate, note, remaining, run, start_clock  # noqa: E402
 
-
-class BenchTimeout(BaseException):
-    """Out of time: a BaseException, so that no `except Exception` in the code under test
-    swallows it."""
-
-
-def note(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------- time limit
-_deadline = float("inf")
-
-
-def remaining() -> float:
-    left = _deadline - time.monotonic()
-    if left <= 0:
-        raise BenchTimeout("the benchmark ran out of time (--timeout)")
-    return left
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise BenchTimeout("the benchmark ran out of time (--timeout)")
-
-
-def _on_term(signum: int, frame: Any) -> None:
-    raise SystemExit(f"stopped by signal {signum}")
-
-
-def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """subprocess.run within the remaining time; a failure shows the command's output."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=remaining(), **kwargs)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchTimeout(f"{' '.join(cmd)} did not finish in time") from exc
-    if proc.returncode != 0:
-        raise BenchFailure(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}\n{proc.stdout}")
-    return proc
-
-
-# ----------------------------------------------------------------- the mail
-def generate(count: int, seed: int, out: Path) -> str:
-    if SHARED_GENERATOR.is_file():
-        run([sys.executable, str(SHARED_GENERATOR), "--count", str(count), "--out", str(out), "--seed", str(seed)])
-        return str(SHARED_GENERATOR)
-    from casella.demo.corpus import write_maildir
-
-    write_maildir(count, out, seed=seed)
-    return "casella.demo.corpus"
 
 
 def maildir_files(maildir: Path) -> list[Path]:
@@ -361,11 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cli and args.profile:
         ap.error("--profile profiles ingest_once in this process; it does not go with --cli")
 
-    global _deadline
-    _deadline = time.monotonic() + args.timeout
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(int(args.timeout) + 1)
-    signal.signal(signal.SIGTERM, _on_term)
+    start_clock(args.timeout)
 
     if args.keep is not None:
         work = args.keep.resolve()

@@ -56,7 +56,6 @@ import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +69,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "gen_corpus.py"
 DEFAULT_CONTACTS = ROOT / "casella" / "demo" / "contacts.csv"
 ACCOUNT = "bench"
 AGENT = "agente.rossi"  # an agent of casella/demo/contacts.csv
@@ -78,57 +76,8 @@ LIMIT = 20
 NO_MATCH = "id:no-such-message@bench.invalid"  # notmuch's floor: spawn, open, one term, exit
 
 
-class BenchFailure(RuntimeError):
-    """The benchmark could not run, or a result is wrong."""
+from bench.harness import BenchFailure, BenchTimeout, generate, note, remaining, run, start_clock  # noqa: E402
 
-
-class BenchTimeout(BaseException):
-    """Out of time: a BaseException, so that no `except Exception` in the code under test
-    swallows it."""
-
-
-def note(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------- time limit
-_deadline = float("inf")
-
-
-def remaining() -> float:
-    left = _deadline - time.monotonic()
-    if left <= 0:
-        raise BenchTimeout("the benchmark ran out of time (--timeout)")
-    return left
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise BenchTimeout("the benchmark ran out of time (--timeout)")
-
-
-def _on_term(signum: int, frame: Any) -> None:
-    raise SystemExit(f"stopped by signal {signum}")
-
-
-def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=remaining(), **kwargs)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchTimeout(f"{' '.join(cmd)} did not finish in time") from exc
-    if proc.returncode != 0:
-        raise BenchFailure(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}\n{proc.stdout}")
-    return proc
-
-
-# ----------------------------------------------------------------- the mail
-def generate(count: int, seed: int, out: Path) -> str:
-    if SHARED_GENERATOR.is_file():
-        run([sys.executable, str(SHARED_GENERATOR), "--count", str(count), "--out", str(out), "--seed", str(seed)])
-        return str(SHARED_GENERATOR)
-    from casella.demo.corpus import write_maildir
-
-    write_maildir(count, out, seed=seed)
-    return "casella.demo.corpus"
 
 
 def count_files(maildir: Path) -> int:
@@ -410,11 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queries < 5:
         ap.error("--queries must be at least 5 (one per kind)")
 
-    global _deadline
-    _deadline = time.monotonic() + args.timeout
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(int(args.timeout) + 1)
-    signal.signal(signal.SIGTERM, _on_term)
+    start_clock(args.timeout)
 
     if args.keep is not None:
         work = args.keep.resolve()
@@ -515,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in kinds:
             if k.note:
                 print(f"  {k.name}: {k.note}")
-        print(f"  notmuch queries: " + "; ".join(f"{k.name}={k.notmuch!r}" for k in kinds))
+        print("  notmuch queries: " + "; ".join(f"{k.name}={k.notmuch!r}" for k in kinds))
         print()
         nm = runs["notmuch"].all()
         nm_net = [max(t - floor_s, 0.0) for t in nm]

@@ -1,0 +1,77 @@
+"""What every benchmark here shares: a time limit that stops the run by itself, bounded
+subprocesses, progress notes on stderr, and the generated mail (../shared's generator when
+it is there, else the copy shipped in casella.demo.corpus)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_GENERATOR = ROOT.parent / "shared" / "tools" / "gen_corpus.py"
+
+
+class BenchFailure(RuntimeError):
+    """The benchmark could not run, or a result is wrong."""
+
+
+class BenchTimeout(BaseException):
+    """Out of time: a BaseException, so that no `except Exception` in the code under test
+    swallows it."""
+
+
+def note(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+_deadline = float("inf")
+
+
+def start_clock(timeout: float) -> None:
+    """From now on the run has `timeout` seconds; SIGALRM and SIGTERM end it cleanly."""
+    global _deadline
+    _deadline = time.monotonic() + timeout
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(timeout) + 1)
+    signal.signal(signal.SIGTERM, _on_term)
+
+
+def remaining() -> float:
+    left = _deadline - time.monotonic()
+    if left <= 0:
+        raise BenchTimeout("the benchmark ran out of time (--timeout)")
+    return left
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise BenchTimeout("the benchmark ran out of time (--timeout)")
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """subprocess.run within the remaining time; a failure shows the command's output."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=remaining(), **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchTimeout(f"{' '.join(cmd)} did not finish in time") from exc
+    if proc.returncode != 0:
+        raise BenchFailure(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}\n{proc.stdout}")
+    return proc
+
+
+def generate(count: int, seed: int, out: Path) -> str:
+    """Write `count` generated messages as a Maildir at `out`; return which generator ran."""
+    if SHARED_GENERATOR.is_file():
+        run([sys.executable, str(SHARED_GENERATOR), "--count", str(count), "--out", str(out), "--seed", str(seed)])
+        return str(SHARED_GENERATOR)
+    from casella.demo.corpus import write_maildir
+
+    write_maildir(count, out, seed=seed)
+    return "casella.demo.corpus"
