@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,29 +29,12 @@ from pathlib import Path
 
 __all__ = ["PostgresServer", "find_pg_bindir"]
 
-HOST = "127.0.0.1"
-
-
-def _free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from .sandbox import HOST, make_traversable
+from .sandbox import free_port as _free_port
 
 
 def _make_traversable(path: Path) -> None:
-    """Add 0o755 to *path* and its parents below the temp root (pytest's tmp
-    dirs are 0700), so the ``postgres`` user can reach it."""
-    tmp_root = Path(tempfile.gettempdir()).resolve()
-    p = Path(path).resolve()
-    for d in [p, *p.parents]:
-        if d == tmp_root or d == d.parent:
-            break
-        mode = d.stat().st_mode & 0o7777
-        if tmp_root in d.parents:
-            if mode & 0o755 != 0o755:
-                os.chmod(d, mode | 0o755)
-        elif not mode & 0o001:
-            raise RuntimeError(f"{d} is not traversable by the postgres user (mode {mode:o})")
+    make_traversable(path, "the postgres user")
 
 
 def find_pg_bindir() -> Path | None:
