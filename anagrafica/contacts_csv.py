@@ -2,7 +2,7 @@
 
 Columns (header required; extra columns are allowed, order is free):
 ``company_name,company_domain,contact_name,email,vat_number`` and optionally
-``fiscal_code,lifecycle,agent``. A row may describe a company only (no email), a contact
+``fiscal_code,lifecycle,agent,category``. A row may describe a company only (no email), a contact
 only (no company) or both. Rows are merged by VAT number, then by company name, and by
 email for contacts, so importing the same file twice changes nothing. Free-mail and shared
 PEC domains are never recorded as a company's domain (that would link every gmail.com
@@ -25,7 +25,7 @@ from anagrafica.freemail import is_freemail
 from casella.models import LIFECYCLES, Company, CompanyDomain, Contact, ContactEmail
 
 REQUIRED = ("company_name", "company_domain", "contact_name", "email", "vat_number")
-EXPORT_COLUMNS = (*REQUIRED, "fiscal_code", "lifecycle", "agent")
+EXPORT_COLUMNS = (*REQUIRED, "fiscal_code", "lifecycle", "agent", "category")
 
 
 @dataclass
@@ -90,7 +90,8 @@ def _company(session: Session, row: dict[str, str], report: ImportReport, lineno
         lifecycle = ""
     if company is None:
         company = Company(name=name or vat, vat_number=vat or None, fiscal_code=row.get("fiscal_code") or None,
-                          lifecycle=lifecycle or "suspect", agent=row.get("agent") or None)
+                          lifecycle=lifecycle or "suspect", agent=row.get("agent") or None,
+                          category=row.get("category") or None)
         session.add(company)
         session.flush()
         report.companies_created += 1
@@ -101,6 +102,8 @@ def _company(session: Session, row: dict[str, str], report: ImportReport, lineno
             company.lifecycle = lifecycle
         if row.get("agent"):
             company.agent = row["agent"]
+        if row.get("category"):
+            company.category = row["category"]
     return company
 
 
@@ -138,17 +141,19 @@ def export_csv(session: Session) -> str:
 
     def company_cols(c: Company | None) -> list[str]:
         if c is None:
-            return ["", "", "", "", "", ""]
-        return [c.name, ";".join(domains.get(c.id, [])), c.vat_number or "", c.fiscal_code or "", c.lifecycle, c.agent or ""]
+            return ["", "", "", "", "", "", ""]
+        return [c.name, ";".join(domains.get(c.id, [])), c.vat_number or "", c.fiscal_code or "", c.lifecycle,
+                c.agent or "", c.category or ""]
 
     for contact in session.scalars(select(Contact).order_by(Contact.id)):
         company = companies.get(contact.company_id) if contact.company_id else None
         if company:
             with_contacts.add(company.id)
-        name, dom, vat, fiscal, lifecycle, agent = company_cols(company)
-        writer.writerow([name, dom, contact.name, ";".join(emails.get(contact.id, [])), vat, fiscal, lifecycle, agent])
+        name, dom, vat, fiscal, lifecycle, agent, category = company_cols(company)
+        writer.writerow([name, dom, contact.name, ";".join(emails.get(contact.id, [])), vat, fiscal, lifecycle, agent,
+                         category])
     for company in companies.values():
         if company.id not in with_contacts:
-            name, dom, vat, fiscal, lifecycle, agent = company_cols(company)
-            writer.writerow([name, dom, "", "", vat, fiscal, lifecycle, agent])
+            name, dom, vat, fiscal, lifecycle, agent, category = company_cols(company)
+            writer.writerow([name, dom, "", "", vat, fiscal, lifecycle, agent, category])
     return out.getvalue()

@@ -45,6 +45,7 @@ FIELDS: dict[str, FieldSpec] = {
     "direction": FieldSpec(("equals",), "in (received) or out (sent)", ("in", "out")),
     "company-lifecycle": FieldSpec(("equals", "exists"), "lifecycle of the linked company", LIFECYCLES),
     "company-agent": FieldSpec(TEXT_OPS, "agent (username) of the linked company"),
+    "company-category": FieldSpec(TEXT_OPS, "category of the linked company (anagrafica `category` column)"),
     "sender-unknown": FieldSpec(("equals",), "true when the anagrafica knows neither contact nor company",
                                 ("true", "false")),
 }
@@ -95,6 +96,7 @@ def field_values(cond: Condition, msg: RoutableMessage) -> tuple[str, ...]:
         "sender-unknown": "true" if msg.sender_unknown else "false",
         "company-lifecycle": msg.company.lifecycle if msg.company else None,
         "company-agent": msg.company.agent if msg.company else None,
+        "company-category": msg.company.category if msg.company else None,
     }
     if base == "attachment-name":
         return tuple(a.filename for a in msg.attachments if a.filename)

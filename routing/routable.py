@@ -29,12 +29,13 @@ class AttachmentInfo:
 
 @dataclass(frozen=True, slots=True)
 class CompanyFacts:
-    """The linked company, as far as rules care. Category arrives with the anagrafica UI."""
+    """The linked company, as far as rules care."""
 
     id: int
     name: str
     lifecycle: str
     agent: str | None
+    category: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,10 @@ def load_companies(session: Session, ids: Iterable[int | None]) -> dict[int, Com
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {cid: CompanyFacts(cid, name, lifecycle, agent) for cid, name, lifecycle, agent in session.execute(
-        select(Company.id, Company.name, Company.lifecycle, Company.agent).where(Company.id.in_(wanted)))}
+    return {cid: CompanyFacts(cid, name, lifecycle, agent, category)
+            for cid, name, lifecycle, agent, category in session.execute(
+                select(Company.id, Company.name, Company.lifecycle, Company.agent, Company.category)
+                .where(Company.id.in_(wanted)))}
 
 
 def load_attachments(session: Session, message_ids: Collection[int]) -> dict[int, tuple[AttachmentInfo, ...]]:

@@ -77,10 +77,6 @@ def parse_condition(data: Any, where: str, problems: _Problems) -> Condition | N
         return None
     field = field.strip().lower() if not field.lower().startswith("header:") else "header:" + field[7:].strip()
     base = "header" if field.startswith("header:") else field
-    if base == "company-category":
-        problems.add(f"{where}.field", "company-category is not available yet: companies get a category with "
-                                       "the anagrafica UI; use company-lifecycle or company-agent")
-        return None
     if base not in FIELDS or field == "header":
         problems.add(f"{where}.field", f"unknown field {field!r}; one of {FIELD_NAMES}")
         return None

@@ -130,7 +130,7 @@ def test_contacts_are_generated_people_at_company_domains() -> None:
         assert r["email"].split("@")[1] not in FREEMAIL_SAMPLE
         assert r["company_name"] in {c["company_name"] for c in companies}
     assert anagrafica_csv(demo_messages()).startswith(
-        "company_name,company_domain,contact_name,email,vat_number,fiscal_code,lifecycle,agent\n")
+        "company_name,company_domain,contact_name,email,vat_number,fiscal_code,lifecycle,agent,category\n")
 
 
 # ---------------------------------------------------------------- ensure_demo

@@ -21,6 +21,7 @@ class Company(Base):
     fiscal_code: Mapped[str | None] = mapped_column(String(32))
     lifecycle: Mapped[str] = mapped_column(String(16), default="suspect")
     agent: Mapped[str | None] = mapped_column(String(255))  # username of the owning agent
+    category: Mapped[str | None] = mapped_column(String(64), index=True)  # e.g. fornitore, cliente, ente
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -14,7 +14,7 @@ from routing.validate import parse_rules
 
 pytestmark = pytest.mark.unit
 
-EDILNORD = CompanyFacts(7, "Edilnord S.r.l.", "customer", "agente.rossi")
+EDILNORD = CompanyFacts(7, "Edilnord S.r.l.", "customer", "agente.rossi", "fornitore")
 MSG = RoutableMessage(
     id=1, account="ufficio", subject="Fattura n. 12 — Pratica 2026-123 (caffè)",
     sender=Address("Mario Rossi", "mario.rossi@mail.edilnord.it"),
@@ -92,6 +92,9 @@ def holds(condition: dict[str, Any], msg: RoutableMessage = MSG) -> bool:
     ({"field": "company-lifecycle", "op": "equals", "value": "lead"}, False),
     ({"field": "company-lifecycle", "op": "exists"}, True),
     ({"field": "company-agent", "op": "equals", "value": "agente.rossi"}, True),
+    ({"field": "company-category", "op": "equals", "value": "Fornitore"}, True),
+    ({"field": "company-category", "op": "equals", "value": "cliente"}, False),
+    ({"field": "company-category", "op": "exists"}, True),
     ({"field": "company-agent", "op": "starts-with", "value": "agente."}, True),
     ({"field": "sender-unknown", "value": False}, True),
     ({"field": "sender-unknown", "op": "equals", "value": True}, False),

@@ -75,9 +75,9 @@ def test_a_good_file_reads_and_round_trips() -> None:
      "rule 'a' conditions[0].op: unknown operator 'like'; subject takes contains, equals, starts-with, regex, exists"),
     ("rules:\n  - name: a\n    conditions: [{field: subject, op: domain-is, value: x.it}]\n    actions: [{action: stop}]\n",
      "rule 'a' conditions[0].op: subject takes contains"),
-    ("rules:\n  - name: a\n    conditions: [{field: company-category, op: equals, value: x}]\n"
+    ("rules:\n  - name: a\n    conditions: [{field: company-category, op: domain-is, value: x.it}]\n"
      "    actions: [{action: stop}]\n",
-     "company-category is not available yet"),
+     "rule 'a' conditions[0].op: company-category takes contains"),
     ("rules:\n  - name: a\n    conditions: [{field: company-lifecycle, op: equals, value: vip}]\n"
      "    actions: [{action: stop}]\n",
      "rule 'a' conditions[0].value: company-lifecycle is one of suspect, lead, prospect, customer, not 'vip'"),
