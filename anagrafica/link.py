@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anagrafica.freemail import is_freemail
-from casella.models import Company, CompanyDomain, Contact, ContactEmail
+from casella.models import CompanyDomain, Contact, ContactEmail
 from casella.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,14 +91,3 @@ def resolve_links(session: Session, addrs: set[str], extra_freemail: frozenset[s
                     result[addr] = Link("company", None, owners[domain])
                     break
     return result
-
-
-def link_name(session: Session, kind: str, contact_id: int | None, company_id: int | None) -> tuple[int | None, str | None]:
-    """The (id, display name) a listing shows for a message's link."""
-    if kind == "contact" and contact_id is not None:
-        contact = session.get(Contact, contact_id)
-        return contact_id, contact.name if contact else None
-    if kind == "company" and company_id is not None:
-        company = session.get(Company, company_id)
-        return company_id, company.name if company else None
-    return None, None

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from casella.models import (
     Account, Attachment, Company, Contact, Group, Message, MessageEvent, MessageLocation, MessagePec, MessagePratica,
-    MessageTag, Pratica, Registration, User,
+    MessageTag, Pratica, Registration, User, format_protocol,
 )
 from casella.settings import Settings, get_settings
 from pec.classify import RECEIPT_KINDS
@@ -85,7 +85,7 @@ def summary(msg: Message, account: str, year: int | None, number: int | None,
         "sha256": msg.sha256,
         "size": msg.size,
         "thread_id": msg.thread_id,
-        "protocol": f"{year}/{number:07d}" if year is not None and number is not None else None,
+        "protocol": format_protocol(year, number) if year is not None and number is not None else None,
         "link": {"kind": msg.link_kind, "id": link_id,
                  "name": names.get((msg.link_kind, link_id)) if link_id is not None else None},
         "has_attachments": msg.has_attachments,

@@ -11,7 +11,6 @@ makes a duplicate impossible.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -102,10 +101,6 @@ class RegistrationStage:
         session.flush()
 
 
-def format_number(year: int, number: int) -> str:
-    return f"{year}/{number:07d}"
-
-
 def parse_number(text: str) -> tuple[int, int]:
     """'2026/42' or '2026/0000042' → (2026, 42)."""
     year, sep, number = text.strip().partition("/")
@@ -114,7 +109,3 @@ def parse_number(text: str) -> tuple[int, int]:
 
         raise BadProtocolNumber(f"{text!r} is not a protocol number: write it as YEAR/NUMBER, e.g. 2026/42")
     return int(year), int(number)
-
-
-def registered_at_local(reg: Registration, zone: str) -> datetime:
-    return reg.registered_at.astimezone(ZoneInfo(zone))

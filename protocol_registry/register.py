@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casella.errors import NotFound
-from casella.models import ProtocolRegistry, Registration, utcnow
+from casella.models import ProtocolRegistry, Registration, format_protocol, utcnow
 from protocol_registry.assign import parse_number
 from protocol_registry.errors import RegistrationImmutable
 
@@ -27,9 +27,9 @@ def find_registration(session: Session, label: str, registry: str | None = None)
         query = query.join(ProtocolRegistry).where(ProtocolRegistry.code == registry)
     found = list(session.scalars(query))
     if not found:
-        raise NotFound(f"no registration {year}/{number:07d}; `casella protocol list --year {year}` lists them")
+        raise NotFound(f"no registration {format_protocol(year, number)}; `casella protocol list --year {year}` lists them")
     if len(found) > 1:
-        raise NotFound(f"{year}/{number:07d} exists in {len(found)} registries: add --registry CODE")
+        raise NotFound(f"{format_protocol(year, number)} exists in {len(found)} registries: add --registry CODE")
     return found[0]
 
 

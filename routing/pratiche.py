@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from casella.errors import NotFound
-from casella.models import PRATICA_STATUSES, Account, Company, Message, MessagePratica, Pratica, Registration, User
+from casella.models import (
+    PRATICA_STATUSES, Account, Company, Message, MessagePratica, Pratica, Registration, User, format_protocol,
+)
 from routing.errors import PraticaError
 
 
@@ -74,6 +76,6 @@ def show_pratica(session: Session, code: str) -> dict[str, Any]:
         .where(MessagePratica.pratica_id == pratica.id).order_by(Message.date, Message.id)).all()
     messages = [{"id": m.id, "account": account, "date": m.date.isoformat() if m.date else None,
                  "from": m.from_addr, "subject": m.subject, "direction": m.direction,
-                 "protocol": f"{year}/{number:07d}" if year is not None else None}
+                 "protocol": format_protocol(year, number) if year is not None else None}
                 for m, account, year, number in rows]
     return _pratica_json(pratica, company, messages)

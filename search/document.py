@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from html.parser import HTMLParser
 
 from sqlalchemy import select
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from casella.blobs import BlobStore
 from casella.models import (Account, Attachment, Company, Contact, Message, MessagePec, MessagePratica, MessageTag,
-                            Pratica, Registration)
+                            Pratica, Registration, format_protocol)
 from search.index import SearchDocument
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def load_sources(session: Session, ids: Sequence[int]) -> list[MessageSource]:
     found = [m.id for m in messages]
     accounts = dict(session.execute(select(Account.id, Account.name)
                                     .where(Account.id.in_({m.account_id for m in messages}))).all())
-    protocols = {mid: f"{year}/{number:07d}" for mid, year, number in session.execute(
+    protocols = {mid: format_protocol(year, number) for mid, year, number in session.execute(
         select(Registration.message_id, Registration.year, Registration.number)
         .where(Registration.message_id.in_(found)))}
     company_ids = {m.company_id for m in messages if m.company_id is not None}

@@ -11,7 +11,7 @@ from casella.models.message import Message
 from casella.models.message_location import MessageLocation
 from casella.models.message_pec import MessagePec
 from casella.models.quarantine import QuarantineEntry
-from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration
+from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration, format_protocol
 from casella.models.outbound import AccountSmtp, OutboundMessage, SenderIdentity
 from casella.models.pratica import PRATICA_STATUSES, MessagePratica, MessageTag, Pratica
 from casella.models.rule import RoutingRule
@@ -25,5 +25,5 @@ __all__ = [
     "ProtocolCounter", "ProtocolRegistry", "QuarantineEntry", "Registration", "Thread",
     "ThreadRef", "UTCDateTime", "utcnow", "ASSIGNMENT_POLICIES", "PRATICA_STATUSES", "ROLES", "Group",
     "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
-    "User", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
+    "User", "format_protocol", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
 ]

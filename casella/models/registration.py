@@ -10,6 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from casella.models.base import Base, UTCDateTime
 
 
+def format_protocol(year: int, number: int) -> str:
+    """The printed form of a protocol number: 2026/0000042."""
+    return f"{year}/{number:07d}"
+
+
 class ProtocolRegistry(Base):
     """A registry (AOO, area organizzativa omogenea) that numbers its own mail."""
 
@@ -53,4 +58,4 @@ class Registration(Base):
 
     @property
     def label(self) -> str:
-        return f"{self.year}/{self.number:07d}"
+        return format_protocol(self.year, self.number)
