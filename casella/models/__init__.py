@@ -15,9 +15,13 @@ from casella.models.registration import ProtocolCounter, ProtocolRegistry, Regis
 from casella.models.outbound import AccountSmtp, OutboundMessage, SenderIdentity
 from casella.models.pratica import PRATICA_STATUSES, MessagePratica, MessageTag, Pratica
 from casella.models.rule import RoutingRule
+from casella.models.report import REPORT_KINDS, MessageReport
 from casella.models.search_outbox import SearchOutbox
+from casella.models.signature import Signature
 from casella.models.thread import Thread, ThreadRef
 from casella.models.user import ASSIGNMENT_POLICIES, ROLES, Group, GroupMember, MailboxPermission, User
+from casella.models.webmail import (AuditLog, Draft, LoginAttempt, MessageNote, MessageSeen, ReadLog,
+                                    RemoteContentAllow, SavedView, WebSession)
 
 __all__ = [
     "LIFECYCLES", "Account", "Attachment", "Base", "Company", "CompanyDomain", "Contact",
@@ -26,4 +30,6 @@ __all__ = [
     "ThreadRef", "UTCDateTime", "utcnow", "ASSIGNMENT_POLICIES", "PRATICA_STATUSES", "ROLES", "Group",
     "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
     "User", "format_protocol", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
+    "REPORT_KINDS", "MessageReport", "Signature", "AuditLog", "Draft", "LoginAttempt", "MessageNote",
+    "MessageSeen", "ReadLog", "RemoteContentAllow", "SavedView", "WebSession",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, false, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from casella.models.base import Base, UTCDateTime, utcnow
@@ -30,6 +30,11 @@ class Account(Base):
     mark_seen: Mapped[bool] = mapped_column(Boolean, default=False)
     move_to_folder: Mapped[str | None] = mapped_column(String(255))
     move_after_days: Mapped[int | None] = mapped_column(Integer)
+    # Sending: add the account's default signature to every submission (a client can also
+    # ask per message with the X-Casella-Signature header), and copy sent mail to the
+    # server's Sent folder (IMAP APPEND) once relayed.
+    auto_signature: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    imap_append_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     registry_id: Mapped[int | None] = mapped_column(ForeignKey("protocol_registry.id"))
     # A personal mailbox: only its owner reads it, until a message is made public.
     owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))

@@ -34,6 +34,10 @@ class OutboundMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     smtp_message_id: Mapped[str | None] = mapped_column(String(998))
+    # The copy in the server's Sent folder (account.imap_append_sent): when it was appended,
+    # or why it could not be.
+    imap_appended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    imap_append_error: Mapped[str | None] = mapped_column(Text)
 
 
 class AccountSmtp(Base):

@@ -23,6 +23,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Shown in signatures ({job_title}, {phone}) and used by the webmail.
+    job_title: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(8), default="it", server_default="it")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
