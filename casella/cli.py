@@ -460,11 +460,12 @@ def contacts_export(output: Path | None) -> None:
 @main.command()
 @click.option("--no-demo", is_flag=True, help="Do not create the demo account on an empty installation.")
 def serve(no_demo: bool) -> None:
-    """Run Casella: the ingest daemon, the submission server and its relay worker
-    (the webmail joins when it lands)."""
+    """Run Casella: the webmail, the ingest daemon, the submission server and its relay
+    worker, and the search indexer."""
     from ingest.service import IngestDaemon
     from mailserver.server import MailService
     from search.indexer import run_forever as run_indexer
+    from webmail.server import WebServer
 
     settings = get_settings()
     database = _db()
@@ -473,20 +474,43 @@ def serve(no_demo: bool) -> None:
 
         ensure_demo(settings, database, echo=click.echo)
     _print_overview(settings, database)
+    logins = _demo_logins(settings, database) if settings.demo and not no_demo else []
     stop = _install_stop_handlers()
     daemon = IngestDaemon(settings, database)
     daemon.start()
     mail = MailService(settings, database).start()
     indexer = threading.Thread(target=run_indexer, args=(settings, database, stop), name="search-indexer", daemon=True)
     indexer.start()
+    try:
+        web = WebServer(settings, database).start()
+    except CasellaError as exc:
+        mail.stop()
+        daemon.stop()
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"webmail: {web.url}/")
+    for username, role, password in logins:
+        click.echo(f"  demo login ({role}): {username} / {password}")
     click.echo(f"submission server (SMTP, authenticated) on {settings.smtp_listen}")
     click.echo(f"search: {'Meilisearch at ' + settings.search_url if settings.search_url else 'embedded index in ' + str(settings.search_index_dir)}")
     click.echo("Casella is running; Ctrl-C stops it.")
     _wait_for_signal(stop)
     click.echo("stopping...")
+    web.stop()
     mail.stop()
     daemon.stop()
     indexer.join(timeout=10)
+
+
+def _demo_logins(settings: Settings, database: Database) -> list[tuple[str, str, str]]:
+    """One login per role on an installation that has the demo mailbox."""
+    from casella.demo import DEMO_ACCOUNT
+    from casella.demo.logins import ensure_demo_logins
+    from casella.models import Account
+
+    with database.reading() as session:
+        if session.scalar(select(Account.id).where(Account.name == DEMO_ACCOUNT)) is None:
+            return []
+    return ensure_demo_logins(settings, database, DEMO_ACCOUNT)
 
 
 def _print_overview(settings: Settings, database: Database) -> None:
@@ -504,11 +528,14 @@ def _print_overview(settings: Settings, database: Database) -> None:
 def _register_domain_commands() -> None:
     """Commands that live with their domain package."""
     from mailserver.cli import COMMANDS as mailserver_commands
+    from mailserver.report_cli import COMMANDS as report_commands
     from pec.cli import COMMANDS as pec_commands
     from routing.cli import COMMANDS as routing_commands
     from search.cli import COMMANDS as search_commands
+    from webmail.cli import COMMANDS as webmail_commands
 
-    for command in (*routing_commands, *search_commands, *mailserver_commands, *pec_commands):
+    for command in (*routing_commands, *search_commands, *mailserver_commands, *pec_commands, *webmail_commands,
+                    *report_commands):
         main.add_command(command)
 
 

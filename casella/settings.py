@@ -65,6 +65,10 @@ class Settings:
     relay_timeout_seconds: float = 60.0
     # PEC: a sent PEC still without delivery receipts after this many hours is overdue.
     pec_delivery_timeout_hours: float = 24.0
+    # Webmail (webmail/): listen address, session lifetime, cookies only over HTTPS.
+    web_listen: str = "127.0.0.1:8025"
+    web_session_hours: float = 12.0
+    web_secure_cookies: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +139,9 @@ class Settings:
             relay_give_up_seconds=get_float("RELAY_GIVE_UP_SECONDS", 172800.0),
             relay_timeout_seconds=get_float("RELAY_TIMEOUT_SECONDS", 60.0),
             pec_delivery_timeout_hours=get_float("PEC_DELIVERY_TIMEOUT_HOURS", 24.0),
+            web_listen=get("WEB_LISTEN", "127.0.0.1:8025").strip(),
+            web_session_hours=get_float("WEB_SESSION_HOURS", 12.0),
+            web_secure_cookies=get_bool("WEB_SECURE_COOKIES", False),
         )
 
 

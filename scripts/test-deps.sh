@@ -5,11 +5,12 @@
 #   postgresql     server binaries for tests/servers/postgres.py (the system
 #                  cluster is not used; the tests run their own)
 #   notmuch        used by the benchmarks
+#   chromium       the real browser the webmail tests drive (Playwright, never `playwright install`)
 # The apt install may try to start the system services; in containers
 # policy-rc.d stops that, which is harmless.
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd postgresql notmuch)
+PACKAGES=(dovecot-imapd postgresql notmuch chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, false, BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from casella.models.base import Base, UTCDateTime, utcnow
@@ -19,6 +29,9 @@ class Message(Base):
         UniqueConstraint("account_id", "sha256"),
         Index("ix_message_account_date", "account_id", "date"),
         Index("ix_message_link", "link_kind", "company_id"),
+        # The webmail's lists: newest first, page by (date, id) keyset, per folder or overall.
+        Index("ix_message_folder_date", "account_id", "folder", "date", "id"),
+        Index("ix_message_date_id", "date", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

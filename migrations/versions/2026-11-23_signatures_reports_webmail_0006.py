@@ -178,6 +178,10 @@ def upgrade() -> None:
         batch_op.create_index('ix_read_log_message_at', ['message_id', 'at'], unique=False)
         batch_op.create_index('ix_read_log_user_at', ['user_id', 'at'], unique=False)
 
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.create_index('ix_message_folder_date', ['account_id', 'folder', 'date', 'id'], unique=False)
+        batch_op.create_index('ix_message_date_id', ['date', 'id'], unique=False)
+
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.add_column(sa.Column('auto_signature', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column('imap_append_sent', sa.Boolean(), server_default=sa.false(), nullable=False))
@@ -195,6 +199,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_date_id')
+        batch_op.drop_index('ix_message_folder_date')
+
     
     with op.batch_alter_table('outbound_message', schema=None) as batch_op:
         batch_op.drop_column('imap_append_error')

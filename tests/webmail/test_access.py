@@ -1,0 +1,129 @@
+"""Signing in and what each role may reach: sessions, CSRF, throttling, the list per role,
+and hostile mail in the list, in a real Chromium."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.webmail.conftest import PASSWORDS, Office, login
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_page_needs_a_session(office: Office) -> None:
+    client = office.http()
+    for path in ("/mail", "/settings", "/mail?mailbox=1&folder=INBOX"):
+        status, headers, _ = client.get(path)
+        assert status == 303 and headers["location"].startswith("/login?next=")
+    status, _, _ = client.request("POST", "/mail/bulk", {"action": "read"})
+    assert status in (401, 403)
+
+
+def test_wrong_password_then_throttled_then_right_password_still_refused(office: Office) -> None:
+    client = office.http()
+    for _ in range(5):
+        assert client.login("olga", "wrong") == 401
+    assert client.login("olga", PASSWORDS["olga"]) == 429  # throttled, even with the right password
+    status, _, _ = client.get("/mail")
+    assert status == 303
+
+
+def test_login_logout_and_session_cookie_flags(office: Office) -> None:
+    client = office.http()
+    token = client.csrf("/login")
+    status, headers, _ = client.request("POST", "/login", {"username": "olga", "password": PASSWORDS["olga"],
+                                                           "csrf": token, "next": "https://evil.example/"})
+    assert status == 303 and headers["location"] == "/mail"  # never redirected off-site
+    cookie = headers["set-cookie"]
+    assert "casella_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    status, _, html = client.get("/mail")
+    assert status == 200 and "Fattura 2026/118" in html
+    status, _, _ = client.post("/logout", {})
+    assert status == 303
+    status, _, _ = client.get("/mail")
+    assert status == 303  # the server forgot the session, not only the browser
+
+
+def test_post_without_csrf_token_or_from_another_site_is_refused(office: Office) -> None:
+    client = office.http("olga")
+    status, _, body = client.post("/mail/bulk", {"action": "read", "ids": [1]}, csrf=False)
+    assert status == 403 and "expired" in body
+    token = client.csrf()
+    status, _, body = client.request("POST", "/mail/bulk", {"action": "read", "ids": [1], "csrf": token},
+                                     headers={"Origin": "https://evil.example"})
+    assert status == 403 and "Cross-site" in body
+    status, _, _ = client.request("POST", "/mail/bulk", {"action": "read", "ids": [1], "csrf": token},
+                                  headers={"Origin": office.url})
+    assert status == 303
+
+
+def test_security_headers(office: Office) -> None:
+    status, headers, _ = office.http("olga").get("/mail")
+    assert status == 200
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "img-src 'self' data:" in csp and "https:" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def _subjects(html: str) -> set[str]:
+    return set(re.findall(r'<a href="/mail/\d+">([^<]*)</a>', html))
+
+
+def test_each_role_lists_only_what_it_may_read(office: Office) -> None:
+    everything = {"Fattura 2026/118 cantiere Monza", "Offerta manutenzione impianti", "Richiesta informazioni"}
+    for user in ("admin", "direttore", "olga"):
+        _, _, html = office.http(user).get("/mail")
+        assert everything <= _subjects(html), user
+    _, _, html = office.http("rossi").get("/mail")
+    assert "Fattura 2026/118 cantiere Monza" in _subjects(html)
+    assert "Offerta manutenzione impianti" not in html and "Richiesta informazioni" not in html
+    _, _, html = office.http("bianchi").get("/mail")
+    assert _subjects(html) == {"Offerta manutenzione impianti"}
+    _, _, html = office.http("mara").get("/mail")
+    assert not _subjects(html)  # marketing: no mailbox granted
+
+
+def test_unknown_senders_view(office: Office) -> None:
+    _, _, html = office.http("olga").get("/mail?unknown=1")
+    assert _subjects(html) == {"Richiesta informazioni"}
+
+
+def test_keyset_pages_cover_every_message_once(office: Office) -> None:
+    from sqlalchemy import select
+
+    from casella.access import grant_for
+    from casella.models import Message, User
+    from webmail.mailbox import Filters, list_page
+
+    with office.db.reading() as s:
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        grant = grant_for(s, admin)
+        for order in ("desc", "asc"):
+            seen: list[int] = []
+            cursor = None
+            while True:
+                page = list_page(s, grant, admin.id, Filters(order=order), cursor, page_size=1)
+                seen += [r.id for r in page.rows]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert sorted(seen) == sorted(office.ids.values()) and len(seen) == len(set(seen))
+            dates = [s.get(Message, i).date for i in seen]
+            assert dates == sorted(dates, reverse=order == "desc")
+
+
+def test_browser_login_list_and_hostile_names_never_run(office: Office, page: Any) -> None:
+    login(page, office, "olga")
+    assert page.locator("tr.msg").count() == 4
+    assert page.locator("tr.msg", has_text="Fattura 2026/118").count() == 1
+    # The hostile subject and sender name are shown as text, not run.
+    assert page.locator("tr.msg", has_text="onerror").count() == 1
+    assert page.evaluate("window.__xss === undefined")
+    # Keyboard: j moves the cursor, Enter opens the message.
+    page.keyboard.press("j")
+    assert page.locator("tr.msg.cursor").count() == 1
+    page.click("text=Esci") if page.locator("text=Esci").count() else page.click("button:has-text('Sign out')")
+    page.wait_for_url("**/login**")

@@ -1,0 +1,313 @@
+"""The queries behind the folder tree and the message list.
+
+Every query starts from `visible_clause(grant)` (casella/access.py): what a user may not
+read is never selected, so it cannot leak through a count, a page or a direct URL.
+The list pages by keyset on (date, id), newest first: a page costs the same at the first
+message and at the millionth (indexes ix_message_folder_date and ix_message_date_id).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from casella.access import Grant, visible_clause
+from casella.models import (
+    Account,
+    Company,
+    Contact,
+    Message,
+    MessagePec,
+    MessagePratica,
+    MessageSeen,
+    MessageTag,
+    Pratica,
+    Registration,
+    User,
+    format_protocol,
+)
+from pec.classify import RECEIPT_KINDS
+
+PAGE_SIZE = 50
+COUNTS_TTL = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    account_id: int
+    account: str
+    name: str
+    total: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    name: str
+    is_pec: bool
+    folders: list[Folder]
+
+    @property
+    def unread(self) -> int:
+        return sum(f.unread for f in self.folders)
+
+
+@dataclass(slots=True)
+class Filters:
+    """What the list shows: the query string of /mail, parsed and validated."""
+
+    account_id: int | None = None
+    folder: str | None = None
+    unread: bool = False
+    mine: bool = False
+    status: str | None = None
+    unknown: bool = False
+    tag: str | None = None
+    pratica: str | None = None
+    attachments: bool = False
+    pec_pending: bool = False
+    company_id: int | None = None
+    order: str = "desc"
+
+    @classmethod
+    def from_query(cls, q: Any) -> Filters:
+        def as_int(name: str) -> int | None:
+            raw = q.get(name, "")
+            return int(raw) if raw.isdigit() else None
+
+        status = q.get("status") or None
+        return cls(account_id=as_int("mailbox"), folder=q.get("folder") or None,
+                   unread=q.get("unread") == "1", mine=q.get("mine") == "1",
+                   status=status if status in ("open", "pending", "closed") else None,
+                   unknown=q.get("unknown") == "1", tag=q.get("tag") or None, pratica=q.get("pratica") or None,
+                   attachments=q.get("attachments") == "1", pec_pending=q.get("pec_pending") == "1",
+                   company_id=as_int("company"), order="asc" if q.get("order") == "asc" else "desc")
+
+    def query_string(self, **override: Any) -> str:
+        from urllib.parse import urlencode
+
+        values = {"mailbox": self.account_id, "folder": self.folder, "unread": "1" if self.unread else None,
+                  "mine": "1" if self.mine else None, "status": self.status, "unknown": "1" if self.unknown else None,
+                  "tag": self.tag, "pratica": self.pratica, "attachments": "1" if self.attachments else None,
+                  "pec_pending": "1" if self.pec_pending else None, "company": self.company_id,
+                  "order": self.order if self.order != "desc" else None}
+        values.update(override)
+        return urlencode({k: v for k, v in values.items() if v not in (None, "", False)})
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    account: str
+    folder: str
+    direction: str
+    subject: str
+    from_name: str
+    from_addr: str
+    to: list[dict[str, str]]
+    date: datetime | None
+    has_attachments: bool
+    status: str
+    protocol: str | None
+    assigned: str | None
+    link_name: str | None
+    link_kind: str
+    pec_kind: str | None
+    unread: bool
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def correspondent(self) -> str:
+        if self.direction == "out":
+            first = self.to[0] if self.to else {}
+            return first.get("name") or first.get("addr") or ""
+        return self.from_name or self.from_addr
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    next_cursor: str | None
+
+
+_counts_cache: dict[tuple[Any, ...], tuple[float, list[Mailbox]]] = {}
+_counts_lock = threading.Lock()
+
+
+def forget_counts() -> None:
+    with _counts_lock:
+        _counts_cache.clear()
+
+
+def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
+    """Every mailbox and folder the user may see, with total and unread counts (cached a
+    few seconds per user: the tree is on every page)."""
+    key = (user_id, grant)
+    now = time.monotonic()
+    with _counts_lock:
+        hit = _counts_cache.get(key)
+        if hit and now - hit[0] < COUNTS_TTL:
+            return hit[1]
+    visible = visible_clause(grant)
+    totals = session.execute(select(Message.account_id, Message.folder, func.count())
+                             .where(visible).group_by(Message.account_id, Message.folder)).all()
+    seen = {(a, f): n for a, f, n in session.execute(
+        select(Message.account_id, Message.folder, func.count())
+        .join(MessageSeen, and_(MessageSeen.message_id == Message.id, MessageSeen.user_id == user_id))
+        .where(visible).group_by(Message.account_id, Message.folder)).all()}
+    accounts = {a.id: a for a in session.scalars(select(Account).order_by(Account.name))}
+    by_account: dict[int, list[Folder]] = {}
+    for account_id, folder, total in totals:
+        acc = accounts.get(account_id)
+        if acc is None:
+            continue
+        by_account.setdefault(account_id, []).append(
+            Folder(account_id, acc.name, folder, total, total - seen.get((account_id, folder), 0)))
+    tree = []
+    for acc in accounts.values():
+        folders = by_account.get(acc.id)
+        if folders is None:
+            continue
+        folders.sort(key=lambda f: (f.name != "INBOX", not acc.is_sent_folder(f.name), f.name.lower()))
+        tree.append(Mailbox(acc.id, acc.name, acc.is_pec, folders))
+    with _counts_lock:
+        if len(_counts_cache) > 1000:
+            _counts_cache.clear()
+        _counts_cache[key] = (now, tree)
+    return tree
+
+
+def encode_cursor(date: datetime | None, message_id: int) -> str:
+    raw = json.dumps([date.isoformat() if date else None, message_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime | None, int] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        date_text, message_id = json.loads(raw)
+        return (datetime.fromisoformat(date_text) if date_text else None), int(message_id)
+    except (ValueError, TypeError):
+        return None
+
+
+def filter_clause(filters: Filters, user_id: int) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.account_id is not None:
+        where.append(Message.account_id == filters.account_id)
+    if filters.folder is not None:
+        where.append(Message.folder == filters.folder)
+    if filters.unread:
+        where.append(~exists().where(MessageSeen.message_id == Message.id, MessageSeen.user_id == user_id))
+    if filters.mine:
+        where.append(Message.assigned_user_id == user_id)
+    if filters.status is not None:
+        where.append(Message.status == filters.status)
+    if filters.unknown:
+        where.append(Message.link_kind == "unknown")
+        where.append(Message.direction == "in")
+        where.append(~exists().where(MessagePec.message_id == Message.id, MessagePec.kind.in_(RECEIPT_KINDS)))
+    if filters.tag:
+        where.append(exists().where(MessageTag.message_id == Message.id, MessageTag.tag == filters.tag))
+    if filters.pratica:
+        where.append(exists().where(MessagePratica.message_id == Message.id, MessagePratica.pratica_id == Pratica.id,
+                                    Pratica.code == filters.pratica))
+    if filters.attachments:
+        where.append(Message.has_attachments.is_(True))
+    if filters.company_id is not None:
+        where.append(Message.company_id == filters.company_id)
+    if filters.pec_pending:
+        # Sent PEC with no delivery receipt yet (pec/status.py has the full per-recipient view).
+        where.append(Message.direction == "out")
+        where.append(exists().where(MessagePec.message_id == Message.id))
+        where.append(~exists().where(MessagePec.refers_to_id == Message.id, MessagePec.kind == "avvenuta-consegna"))
+    return where
+
+
+def _cursor_clause(cursor: tuple[datetime | None, int], order: str) -> ColumnElement[bool]:
+    date, last_id = cursor
+    if order == "desc":
+        if date is None:
+            return and_(Message.date.is_(None), Message.id < last_id)
+        return or_(Message.date < date, and_(Message.date == date, Message.id < last_id), Message.date.is_(None))
+    if date is None:
+        return or_(Message.date.is_not(None), and_(Message.date.is_(None), Message.id > last_id))
+    return or_(Message.date > date, and_(Message.date == date, Message.id > last_id))
+
+
+LIST_COLUMNS = (Message.id, Message.account_id, Message.folder, Message.direction, Message.subject, Message.from_name,
+                Message.from_addr, Message.to, Message.date, Message.has_attachments, Message.status,
+                Message.assigned_user_id, Message.link_kind, Message.contact_id, Message.company_id)
+
+
+def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cursor: str | None = None,
+              page_size: int = PAGE_SIZE, extra: list[ColumnElement[bool]] | None = None) -> Page:
+    where = [visible_clause(grant), *filter_clause(filters, user_id), *(extra or [])]
+    decoded = decode_cursor(cursor)
+    if decoded is not None:
+        where.append(_cursor_clause(decoded, filters.order))
+    if filters.order == "desc":
+        order = (Message.date.desc().nulls_last(), Message.id.desc())
+    else:
+        order = (Message.date.asc().nulls_first(), Message.id.asc())
+    rows = session.execute(select(*LIST_COLUMNS).where(*where).order_by(*order).limit(page_size + 1)).all()
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return Page(decorate(session, rows, user_id), encode_cursor(rows[-1].date, rows[-1].id) if more and rows else None)
+
+
+def decorate(session: Session, rows: list[Any], user_id: int) -> list[Row]:
+    """Turn bare list columns into `Row`s with names, protocol, unread and tags: a few
+    batched queries per page, never one per row."""
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    accounts = dict(session.execute(select(Account.id, Account.name)).all())
+    protocols = {m: format_protocol(y, n) for m, y, n in session.execute(
+        select(Registration.message_id, Registration.year, Registration.number).where(Registration.message_id.in_(ids)))}
+    seen = set(session.scalars(select(MessageSeen.message_id).where(MessageSeen.user_id == user_id,
+                                                                    MessageSeen.message_id.in_(ids))))
+    pec = dict(session.execute(select(MessagePec.message_id, MessagePec.kind).where(MessagePec.message_id.in_(ids))).all())
+    tags: dict[int, list[str]] = {}
+    for m, t in session.execute(select(MessageTag.message_id, MessageTag.tag).where(MessageTag.message_id.in_(ids))):
+        tags.setdefault(m, []).append(t)
+    users = {r.assigned_user_id for r in rows if r.assigned_user_id}
+    names = {i: d or u for i, d, u in session.execute(
+        select(User.id, User.display_name, User.username).where(User.id.in_(users)))} if users else {}
+    contacts = {r.contact_id for r in rows if r.link_kind == "contact" and r.contact_id}
+    companies = {r.company_id for r in rows if r.link_kind == "company" and r.company_id}
+    link_names: dict[tuple[str, int], str] = {}
+    if contacts:
+        link_names.update((("contact", i), n) for i, n in session.execute(
+            select(Contact.id, Contact.name).where(Contact.id.in_(contacts))))
+    if companies:
+        link_names.update((("company", i), n) for i, n in session.execute(
+            select(Company.id, Company.name).where(Company.id.in_(companies))))
+    out = []
+    for r in rows:
+        link_id = r.contact_id if r.link_kind == "contact" else r.company_id if r.link_kind == "company" else None
+        out.append(Row(
+            id=r.id, account=accounts.get(r.account_id, ""), folder=r.folder, direction=r.direction,
+            subject=r.subject, from_name=r.from_name, from_addr=r.from_addr, to=r.to or [], date=r.date,
+            has_attachments=r.has_attachments, status=r.status, protocol=protocols.get(r.id),
+            assigned=names.get(r.assigned_user_id) if r.assigned_user_id else None,
+            link_name=link_names.get((r.link_kind, link_id)) if link_id else None, link_kind=r.link_kind,
+            pec_kind=pec.get(r.id), unread=r.id not in seen, tags=sorted(tags.get(r.id, []))))
+    return out
+
+
+def visible_message(session: Session, grant: Grant, message_id: int) -> Message | None:
+    """The message if this user may read it; None otherwise (the view answers 404, the
+    same as for a message that does not exist)."""
+    return session.scalar(select(Message).where(Message.id == message_id, visible_clause(grant)))

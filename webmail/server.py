@@ -1,0 +1,61 @@
+"""Serving the webmail: uvicorn in a thread of `casella serve`, or alone (`casella webmail`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from casella.db import Database
+from casella.errors import CasellaError
+from casella.settings import Settings
+from webmail.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class WebmailError(CasellaError):
+    """The webmail could not start (address in use, bad CASELLA_WEB_LISTEN)."""
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise WebmailError(f"CASELLA_WEB_LISTEN must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the caller owns the signals
+        pass
+
+
+class WebServer:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.host, self.port = split_listen(settings.web_listen)
+        config = uvicorn.Config(create_app(settings, db), host=self.host, port=self.port, log_level="warning",
+                                access_log=False, proxy_headers=False, lifespan="off")
+        self.server = _Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="webmail", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> WebServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise WebmailError(f"the webmail could not listen on {self.host}:{self.port} "
+                                   "(in use? set CASELLA_WEB_LISTEN)")
+            if time.monotonic() > deadline:
+                raise WebmailError(f"the webmail did not start within {timeout:.0f} s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

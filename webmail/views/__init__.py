@@ -1,0 +1,1 @@
+"""One module per area of the webmail; each exports ROUTES (a list of Starlette routes)."""
