@@ -1,4 +1,5 @@
-"""Translations: gettext catalogues in webmail/locale/<lang>/LC_MESSAGES/messages.po.
+"""Translations: gettext catalogues in webmail/locale/<lang>/LC_MESSAGES/*.po (one file
+per area of the webmail, merged into one catalogue per language).
 
 Message ids are English; Italian is the default language, English the second. The .po
 files are compiled in memory at start (babel), so there is no build step and nothing
@@ -14,6 +15,7 @@ from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -24,15 +26,25 @@ DEFAULT_LANGUAGE = "it"
 current_language: ContextVar[str] = ContextVar("current_language", default=DEFAULT_LANGUAGE)
 
 
+def catalog(lang: str) -> Catalog:
+    """Every .po file of a language merged (a message id defined twice: the first file in
+    name order wins)."""
+    merged = Catalog(locale=lang)
+    for po in sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po")):
+        with po.open("rb") as fh:
+            for message in read_po(fh, locale=lang):
+                if message.id and message.id not in merged:
+                    merged[message.id] = message
+    return merged
+
+
 @cache
 def translations(lang: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
+    merged = catalog(lang)
+    if not len(merged):
         return gettext.NullTranslations()
-    with po.open("rb") as fh:
-        catalog = read_po(fh, locale=lang)
     buf = io.BytesIO()
-    write_mo(buf, catalog)
+    write_mo(buf, merged)
     buf.seek(0)
     return gettext.GNUTranslations(buf)
 

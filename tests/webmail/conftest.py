@@ -130,7 +130,8 @@ class WebClient:
 
     def post(self, path: str, data: dict[str, Any], *, csrf: bool = True, **kw: Any) -> tuple[int, dict[str, str], str]:
         if csrf:
-            data = {**data, "csrf": self.csrf()}
+            status, _, _ = self.get("/settings")
+            data = {**data, "csrf": self.csrf("/settings" if status == 200 else "/login")}
         return self.request("POST", path, data=data, **kw)
 
     def login(self, username: str, password: str) -> int:
