@@ -5,12 +5,13 @@
 #   postgresql     server binaries for tests/servers/postgres.py (the system
 #                  cluster is not used; the tests run their own)
 #   notmuch        used by the benchmarks
+#   wrk            HTTP load for bench/webmail.py
 #   chromium       the real browser the webmail tests drive (Playwright, never `playwright install`)
 # The apt install may try to start the system services; in containers
 # policy-rc.d stops that, which is harmless.
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd postgresql notmuch chromium)
+PACKAGES=(dovecot-imapd postgresql notmuch chromium wrk)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
