@@ -1,11 +1,13 @@
 """Commands of the mailserver package, registered in casella/cli.py:
-`casella mailserver`, `casella outbox list`, `casella smtp-upstream`, `casella identity add`."""
+`casella mailserver`, `casella outbox list`, `casella smtp-upstream`, `casella identity add`,
+`casella signature add|list|show|remove|auto|details`, `casella sent-copy`."""
 
 from __future__ import annotations
 
 import json
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -110,4 +112,147 @@ def identity_add(username: str, address: str, account_name: str) -> None:
         _fail(exc)
 
 
-COMMANDS: list[click.Command] = [mailserver_cmd, outbox, smtp_upstream, identity]
+@click.group("signature")
+def signature() -> None:
+    """Company signatures: per account (its default) and per user."""
+
+
+def _read(path: Path | None) -> str:
+    return path.read_text(encoding="utf-8") if path is not None else ""
+
+
+@signature.command("add")
+@click.argument("name")
+@click.option("--account", "account_name", help="The account's signature, or (with --user) the user's for it.")
+@click.option("--user", "username", help="A user's own signature (for every account unless --account).")
+@click.option("--text-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--html-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--default", is_flag=True, help="The account's default signature (for users without their own).")
+def signature_add(name: str, account_name: str | None, username: str | None, text_file: Path | None,
+                  html_file: Path | None, default: bool) -> None:
+    """Add a signature. Templates may use {name} {first_name} {job_title} {phone} {email}
+    {account} {username}."""
+    from mailserver.signatures import add_signature
+
+    try:
+        with Database.from_settings(get_settings()).session() as session:
+            sig = add_signature(session, name, account_name=account_name, username=username, text=_read(text_file),
+                                html_body=_read(html_file), default=default)
+            owner = f"user {username}" if username else f"account {account_name}"
+            scope = f" on account {account_name}" if username and account_name else ""
+            click.echo(f"signature {sig.name} added for {owner}{scope}{' (default)' if sig.is_default else ''}")
+    except CasellaError as exc:
+        _fail(exc)
+
+
+@signature.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def signature_list(as_json: bool) -> None:
+    """Every signature and whose it is."""
+    from mailserver.signatures import list_signatures
+
+    with Database.from_settings(get_settings()).reading() as session:
+        rows = list_signatures(session)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        owner = " ".join(part for part in (r["user"] and f"user {r['user']}", r["account"] and f"account {r['account']}")
+                         if part)
+        click.echo(f"{r['name']}: {owner}{' (default)' if r['default'] else ''}")
+
+
+@signature.command("show")
+@click.argument("name", required=False)
+@click.option("--as", "username", required=True, help="The user who sends.")
+@click.option("--account", "account_name", required=True, help="The account he sends through.")
+@click.option("--from", "sender", help="The From address ({email}); default the account's address.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def signature_show(name: str | None, username: str, account_name: str, sender: str | None, as_json: bool) -> None:
+    """Render a signature (without NAME: the one USERNAME's mail through ACCOUNT would get)."""
+    from casella.users import get_user
+    from mailserver.identities import account_address
+    from mailserver.signatures import find_account, render_for
+
+    try:
+        with Database.from_settings(get_settings()).reading() as session:
+            user, account = get_user(session, username), find_account(session, account_name)
+            rendered = render_for(session, user.id, account.id, sender or account_address(account) or user.email or "",
+                                  name)
+    except CasellaError as exc:
+        _fail(exc)
+        return
+    if rendered is None:
+        raise click.ClickException(f"{username} has no signature for account {account_name}: add one with "
+                                   f"`casella signature add NAME --user {username}` or an account default")
+    if as_json:
+        click.echo(json.dumps({"name": rendered.name, "text": rendered.text, "html": rendered.html},
+                              ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{rendered.name}\n-- \n{rendered.text}\n\n{rendered.html}")
+
+
+@signature.command("remove")
+@click.argument("name")
+def signature_remove(name: str) -> None:
+    """Delete a signature."""
+    from mailserver.signatures import remove_signature
+
+    try:
+        with Database.from_settings(get_settings()).session() as session:
+            remove_signature(session, name)
+    except CasellaError as exc:
+        _fail(exc)
+    click.echo(f"signature {name} removed")
+
+
+@signature.command("auto")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.option("--on/--off", "on", required=True, help="Sign every submission (a client opts out per message "
+                                                      "with X-Casella-Signature: no).")
+def signature_auto(account_name: str, on: bool) -> None:
+    """Sign every message sent through ACCOUNT, or only those that ask."""
+    from mailserver.signatures import set_auto_signature
+
+    try:
+        with Database.from_settings(get_settings()).session() as session:
+            set_auto_signature(session, account_name, on)
+    except CasellaError as exc:
+        _fail(exc)
+    click.echo(f"account {account_name}: " + ("every message is signed" if on else
+                                              "signed only when X-Casella-Signature asks"))
+
+
+@signature.command("details")
+@click.argument("username")
+@click.option("--job-title", help="{job_title}; an empty string clears it.")
+@click.option("--phone", help="{phone}; an empty string clears it.")
+def signature_details(username: str, job_title: str | None, phone: str | None) -> None:
+    """Set a user's job title and phone, shown in signatures."""
+    from mailserver.signatures import set_user_details
+
+    try:
+        with Database.from_settings(get_settings()).session() as session:
+            user = set_user_details(session, username, job_title=job_title, phone=phone)
+            click.echo(f"{username}: job title {user.job_title or '-'}, phone {user.phone or '-'}")
+    except CasellaError as exc:
+        _fail(exc)
+
+
+@click.command("sent-copy")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.option("--on/--off", "on", required=True, help="Append each relayed message to the server's Sent folder.")
+def sent_copy(account_name: str, on: bool) -> None:
+    """Copy mail sent through ACCOUNT to its IMAP server's Sent folder (IMAP APPEND), or stop."""
+    from mailserver.relay import set_imap_append_sent
+
+    try:
+        with Database.from_settings(get_settings()).session() as session:
+            set_imap_append_sent(session, account_name, on)
+    except CasellaError as exc:
+        _fail(exc)
+    click.echo(f"account {account_name}: sent mail is " + ("copied to the server's Sent folder" if on else
+                                                          "no longer copied to the server"))
+
+
+COMMANDS: list[click.Command] = [mailserver_cmd, outbox, smtp_upstream, identity, signature, sent_copy]

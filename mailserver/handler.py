@@ -2,7 +2,8 @@
 
 AUTH (PLAIN or LOGIN) is checked against Casella users (argon2id hashes); aiosmtpd refuses
 MAIL before AUTH (530), so nothing is ever relayed for an anonymous client. `handle_DATA`
-parses the headers, stores the message in the account's Sent folder and queues it, and
+parses the headers, adds the signature when asked (signatures.py; the X-Casella-Signature
+header never leaves), stores the message in the account's Sent folder and queues it, and
 returns one of the named replies below. Delivery is the relay worker's job (relay.py).
 """
 
@@ -16,16 +17,18 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session as SmtpSession
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 
 from casella.blobs import BlobStore
 from casella.db import Database
 from casella.models import User
-from casella.models.outbound import AccountSmtp
 from casella.pipeline import Stage
 from casella.users import verify_password
-from mailserver.identities import allowed_senders, internal_addresses, normalise
+from mailserver.errors import SignatureError
+from mailserver.identities import allowed_senders, normalise, reachable
+from mailserver.signatures import sign_submission
 from mailserver.submit import Submission, complete_headers, store_and_enqueue
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ NO_FROM = "550 5.6.0 The message has no From: header"
 BAD_RECIPIENT = "553 5.1.3 Bad recipient address syntax"
 NO_UPSTREAM = "550 5.3.5 Account has no outgoing SMTP server configured; only Casella mailboxes can be reached"
 NOT_STORED = "451 4.3.0 Message could not be queued; try again later"
+BAD_SIGNATURE = "550 5.6.0 X-Casella-Signature: {reason}"
 # The sending account chosen at MAIL FROM, kept on the envelope (aiosmtpd makes a new one
 # after DATA and on RSET, so it cannot leak into the next transaction).
 ENVELOPE_ACCOUNT = "casella_account_id"
@@ -130,6 +134,10 @@ class SubmissionHandler:
         allowed = await asyncio.to_thread(self._allowed, user.user_id)
         if any(s not in allowed for s in senders):
             return FROM_NOT_ALLOWED
+        try:
+            raw = await asyncio.to_thread(self._sign, raw, user.user_id, account_id, senders[0])
+        except SignatureError as exc:
+            return BAD_SIGNATURE.format(reason=str(exc).encode("ascii", "replace").decode())
         data, smtp_message_id = complete_headers(raw, hostname=self.hostname, helo=session.host_name or "",
                                                  peer=str(session.peer[0]) if session.peer else "",
                                                  username=user.username)
@@ -152,6 +160,9 @@ class SubmissionHandler:
 
     def _reachable(self, account_id: int, rcpt: str) -> bool:
         with self.db.reading() as s:
-            if rcpt in internal_addresses(s):
-                return True
-            return s.get(AccountSmtp, account_id) is not None
+            return reachable(s, account_id, rcpt)
+
+    def _sign(self, raw: bytes, user_id: int, account_id: int, sender: str) -> bytes:
+        """The X-Casella-Signature header removed, the signature added if asked for."""
+        with self.db.reading() as s:
+            return sign_submission(s, raw, user_id=user_id, account_id=account_id, sender=sender)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from casella.errors import NotFound
 from casella.models import Account, GroupMember, MailboxPermission
-from casella.models.outbound import SenderIdentity
+from casella.models.outbound import AccountSmtp, SenderIdentity
 from casella.users import get_user
 from mailserver.errors import IdentityError
 
@@ -63,6 +63,12 @@ def internal_addresses(session: Session) -> dict[str, int]:
         if address is not None:
             found[address] = account.id  # the account's own address wins
     return found
+
+
+def reachable(session: Session, account_id: int, rcpt: str) -> bool:
+    """Whether mail from this account can reach `rcpt`: a Casella mailbox, or any address
+    when the account has an upstream SMTP server."""
+    return normalise(rcpt) in internal_addresses(session) or session.get(AccountSmtp, account_id) is not None
 
 
 def add_identity(session: Session, username: str, address: str, account_name: str) -> SenderIdentity:

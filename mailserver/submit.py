@@ -15,7 +15,7 @@ every submission distinct bytes (the Storer deduplicates by sha256 per account);
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -70,8 +70,9 @@ def enqueue(submission: Submission, smtp_message_id: str) -> AfterWrite:
 
 
 def complete_headers(raw: bytes, *, hostname: str, helo: str, peer: str, username: str,
-                     now: datetime | None = None) -> tuple[bytes, str]:
-    """Return the bytes to store and send, and their Message-ID."""
+                     now: datetime | None = None, protocol: str = "ESMTPSA") -> tuple[bytes, str]:
+    """Return the bytes to store and send, and their Message-ID. `protocol` is the trace
+    line's "with" (ESMTPSA for SMTP submission, HTTP for the webmail's compose)."""
     now = now or utcnow()
     eol = b"\r\n" if b"\r\n" in raw[:4096] or not raw else b"\n"
     headers = BytesHeaderParser().parsebytes(raw)
@@ -84,11 +85,42 @@ def complete_headers(raw: bytes, *, hostname: str, helo: str, peer: str, usernam
     if not headers.get("Date"):
         added.append(b"Date: " + format_datetime(now).encode("ascii"))
     received = (f"Received: from {helo or 'unknown'} ({peer or 'unknown'})" + eol.decode()
-                + f"\tby {hostname} (Casella) with ESMTPSA id {token}" + eol.decode()
+                + f"\tby {hostname} (Casella) with {protocol} id {token}" + eol.decode()
                 + f"\tfor authenticated user {username}; {format_datetime(now)}").encode("utf-8", "replace")
     trailer = b"".join(line + eol for line in added)
     # Added headers go at the top of the header block, the trace line first.
     return received + eol + trailer + raw, message_id
+
+
+def strip_headers(raw: bytes, names: Iterable[str]) -> tuple[bytes, list[str]]:
+    """Remove every top-level header field called one of `names` (any case, with its folded
+    continuation lines); every other byte stays as it was. Returns the new bytes and the
+    removed fields' values (unfolded, stripped)."""
+    wanted = {n.lower().encode("ascii") for n in names}
+    end = _header_end(raw)
+    lines = raw[:end].splitlines(keepends=True)
+    kept: list[bytes] = []
+    removed: list[bytes] = []
+    dropping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and kept + removed:
+            (removed if dropping else kept)[-1] += line
+            continue
+        dropping = line.split(b":", 1)[0].strip().lower() in wanted and b":" in line
+        (removed if dropping else kept).append(line)
+    if not removed:
+        return raw, []
+    values = [b" ".join(f.split(b":", 1)[1].split()).decode("utf-8", "replace") for f in removed]
+    return b"".join(kept) + raw[end:], values
+
+
+def _header_end(raw: bytes) -> int:
+    """Offset of the blank line that ends the header block (len(raw) when there is none)."""
+    found = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    if not found:
+        return len(raw)
+    first = min(found)
+    return first + (2 if raw.startswith(b"\r\n", first) else 1)
 
 
 def sent_folder(account: Account) -> str:
