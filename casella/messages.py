@@ -13,6 +13,7 @@ from casella.models import (
     MessageTag, Pratica, Registration, User, format_protocol,
 )
 from casella.settings import Settings, get_settings
+from mailserver.report_stage import delivery_report_json, reports_for
 from pec.classify import RECEIPT_KINDS
 from pec.status import pec_json
 
@@ -133,6 +134,10 @@ def detail(session: Session, msg: Message, settings: Settings | None = None) -> 
             for e in session.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id).order_by(MessageEvent.id))
         ],
         "pec": pec,
+        # Bounces and read receipts about this (sent) message; [] for any other message.
+        "reports": reports_for(session, msg.id),
+        # What this message is, when it is a DSN or MDN itself: None otherwise.
+        "delivery_report": delivery_report_json(session, msg.id),
     })
     return data
 

@@ -6,6 +6,8 @@ batch to these stages, in this order, inside the same database transaction:
     ingest.threads            -> conversation (Message-ID, In-Reply-To, References, subject)
     protocol_registry.assign  -> gapless number per registry and year, with the sha256
     pec.link                  -> PEC receipts to the sent message they are about, either order
+    reports.link              -> bounces (DSN) and read receipts (MDN) to the sent message, either
+                                 order, one row per recipient (mailserver/report_stage.py)
     anagrafica.link           -> contact, else company by domain, else "unknown sender"
     routing.apply             -> the account's rules: assign, agent, folder, tags, pratica…
     search.outbox             -> a row per message for the indexer (search/indexer.py)
@@ -28,6 +30,7 @@ from casella.models import Account, Message, QuarantineEntry
 from casella.settings import Settings
 from ingest.parsed import ParsedMessage
 from ingest.threads import ThreadStage
+from mailserver.report_stage import ReportLinkStage
 from pec.classify import PecInfo
 from pec.stage import PecLinkStage
 from protocol_registry.assign import RegistrationStage
@@ -59,6 +62,7 @@ def build_stages(settings: Settings) -> tuple[Stage, ...]:
         ThreadStage(),
         RegistrationStage(settings),
         PecLinkStage(),
+        ReportLinkStage(settings),
         LinkStage(settings),
         RoutingStage(settings),
         OutboxStage(),
