@@ -1,0 +1,163 @@
+"""Administration: admins only; users added in the browser can sign in; deactivation closes
+sessions; routing rules edited as YAML (errors shown) and tested against a message;
+signatures with a preview; every change audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from casella.models import (
+    AuditLog,
+    GroupMember,
+    MailboxPermission,
+    RoutingRule,
+    Signature,
+    User,
+)
+from tests.webmail.conftest import Office
+
+pytestmark = pytest.mark.integration
+
+RULE = """rules:
+  - name: fatture
+    account: info
+    conditions:
+      - {field: subject, op: contains, value: fattura}
+    actions:
+      - {action: add-tags, tags: [fatture]}
+"""
+
+
+def audited(office: Office) -> list[str]:
+    with office.db.reading() as s:
+        return list(s.scalars(select(AuditLog.action).order_by(AuditLog.id)))
+
+
+def test_admin_is_for_admins_only(office: Office) -> None:
+    for who in ("olga", "direttore", "rossi", "mara"):
+        client = office.http(who)
+        for path in ("/admin", "/admin/users", "/admin/rules", "/admin/signatures"):
+            assert client.get(path)[0] == 403, (who, path)
+        assert client.post("/admin/users", {"username": "x", "role": "admin", "password": "p" * 12})[0] == 403
+    status, _, html = office.http("admin").get("/admin")
+    assert status == 200 and "info" in html and "INBOX: 4" in html
+
+
+def test_add_user_in_the_browser_and_sign_in_as_them(office: Office, page: Any) -> None:
+    from tests.webmail.conftest import login
+
+    login(page, office, "admin")
+    page.goto(office.url + "/admin/users")
+    page.fill("#nu-username", "nuovo")
+    page.fill("#nu-name", "Nino Nuovo")
+    page.select_option("#nu-role", "operator")
+    page.select_option("#nu-groups", ["segreteria"])
+    page.fill("#nu-password", "nuova-password-1")
+    page.click("#user-add button[type=submit]")
+    page.wait_for_url("**/admin/users?notice=user-added")
+    assert "Nino Nuovo" in page.inner_text("#users")
+    page.context.clear_cookies()
+    page.goto(office.url + "/login")
+    page.fill("#username", "nuovo")
+    page.fill("#password", "nuova-password-1")
+    page.click("button[type=submit].primary")
+    page.wait_for_url("**/mail**")
+    assert "Richiesta informazioni" in page.content()  # reads the segreteria's mailbox
+    assert "user-add" in audited(office)
+
+
+def test_deactivate_and_reset_password_close_sessions(office: Office) -> None:
+    olga = office.http("olga")
+    assert olga.get("/mail")[0] == 200
+    with office.db.reading() as s:
+        olga_id = s.scalar(select(User.id).where(User.username == "olga"))
+    admin = office.http("admin")
+    assert admin.post(f"/admin/users/{olga_id}", {"action": "password", "password": "short"})[0] == 400
+    assert admin.post(f"/admin/users/{olga_id}", {"action": "password", "password": "nuova-password-2"})[0] == 303
+    assert olga.get("/mail")[0] == 303  # signed out
+    olga2 = office.http()
+    assert olga2.login("olga", "nuova-password-2") == 303 and olga2.get("/mail")[0] == 200
+    assert admin.post(f"/admin/users/{olga_id}", {"action": "deactivate"})[0] == 303
+    assert olga2.get("/mail")[0] == 303
+    assert office.http().login("olga", "nuova-password-2") != 303
+    with office.db.reading() as s:
+        admin_id = s.scalar(select(User.id).where(User.username == "admin"))
+    assert admin.post(f"/admin/users/{admin_id}", {"action": "deactivate"})[0] == 400
+    assert {"user-password-reset", "user-deactivate"} <= set(audited(office))
+
+
+def test_groups_and_mailbox_permissions(office: Office) -> None:
+    admin = office.http("admin")
+    assert admin.post("/admin/groups", {"name": "amministrazione", "assignment": "round-robin"})[0] == 303
+    with office.db.reading() as s:
+        from casella.models import Group
+
+        gid = s.scalar(select(Group.id).where(Group.name == "amministrazione"))
+    assert admin.post(f"/admin/groups/{gid}/members", {"username": "mara", "action": "add"})[0] == 303
+    assert admin.post("/admin/permissions", {"account": "info", "grantee": "group:amministrazione",
+                                             "level": "read"})[0] == 303
+    _, _, html = office.http("mara").get("/mail")
+    assert "Richiesta informazioni" in html
+    with office.db.reading() as s:
+        assert s.scalar(select(GroupMember.user_id).where(GroupMember.group_id == gid)) is not None
+        perm = s.scalar(select(MailboxPermission.id).where(MailboxPermission.group_id == gid))
+    assert admin.post(f"/admin/permissions/{perm}/revoke", {})[0] == 303
+    _, _, html = office.http("mara").get("/mail")
+    assert "Richiesta informazioni" not in html
+    assert {"group-add", "group-member-add", "mailbox-grant", "mailbox-revoke"} <= set(audited(office))
+
+
+def test_rule_edit_shows_yaml_errors_and_explains(office: Office, page: Any) -> None:
+    admin = office.http("admin")
+    status, _, _ = admin.post("/admin/rules/new", {"yaml": RULE})
+    assert status == 303
+    with office.db.reading() as s:
+        rule = s.scalar(select(RoutingRule).where(RoutingRule.name == "fatture"))
+        assert rule is not None and rule.enabled
+    _, _, html = admin.get(f"/admin/rules/{rule.id}")
+    assert "name: fatture" in html
+    status, _, html = admin.post(f"/admin/rules/{rule.id}", {"yaml": RULE.replace("op: contains", "op: sounds-like")})
+    assert status == 400 and "sounds-like" in html and 'id="rule-problems"' in html
+    status, _, html = admin.post(f"/admin/rules/{rule.id}", {"yaml": "rules: [\n  - name: x"})
+    assert status == 400 and "YAML" in html
+    status, _, html = admin.post(f"/admin/rules/{rule.id}", {"yaml": RULE.replace("account: info", "account: nope")})
+    assert status == 400 and "nope" in html
+    assert admin.post(f"/admin/rules/{rule.id}", {"yaml": RULE.replace("fattura}", "Fattura 2026}")})[0] == 303
+    _, _, html = admin.get(f"/admin/rules/test?message={office.ids['f118@edilnord.it']}")
+    assert "fatture" in html and 'id="rule-verdict"' in html and "Fattura 2026/118" in html
+    _, _, html = admin.get(f"/admin/rules/test?message={office.ids['ri1@nuovo-cliente.example']}")
+    assert "fatture" in html  # listed, not matching
+    assert admin.post(f"/admin/rules/{rule.id}/enabled", {"enabled": "0"})[0] == 303
+    with office.db.reading() as s:
+        row = s.get(RoutingRule, rule.id)
+        assert row is not None and not row.enabled and "Fattura 2026" in str(row.conditions)
+    assert {"rule-add", "rule-edit", "rule-disable"} <= set(audited(office))
+    # The same error, in the browser.
+    from tests.webmail.conftest import login
+
+    login(page, office, "admin")
+    page.goto(office.url + f"/admin/rules/{rule.id}")
+    page.fill("#rule-yaml", "rules:\n  - name: fatture\n    conditions: 3\n")
+    page.click("form button.primary")
+    assert page.is_visible("#rule-problems")
+
+
+def test_signatures(office: Office) -> None:
+    admin = office.http("admin")
+    status, _, html = admin.post("/admin/signatures", {"name": "info", "account": "info", "user": "",
+                                                       "text": "{nome}", "html": "", "default": "1"})
+    assert status == 400 and "{nome}" in html
+    status, headers, _ = admin.post("/admin/signatures", {
+        "name": "info", "account": "info", "user": "", "text": "{name}\nStudio", "default": "1",
+        "html": "<p><b>{name}</b> — Studio</p><script>window.__xss=9</script>"})
+    assert status == 303
+    _, _, html = admin.get(headers["location"])
+    assert "Anna Admin" in html and 'id="signature-preview"' in html
+    assert "<script>window.__xss=9" not in html
+    with office.db.reading() as s:
+        sig = s.scalar(select(Signature).where(Signature.name == "info"))
+        assert sig is not None and sig.is_default and sig.account_id is not None
+    assert {"signature-add"} <= set(audited(office))
