@@ -20,7 +20,15 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from casella.models import Account, Message, MessageEvent, MessagePratica, MessageTag, Pratica, User
+from casella.models import (
+    Account,
+    Message,
+    MessageEvent,
+    MessagePratica,
+    MessageTag,
+    Pratica,
+    User,
+)
 from routing.assignment import Pool, load_pools
 from routing.evaluate import PlannedAction
 from routing.rule import Action
@@ -193,6 +201,20 @@ def _prepare_pratiche(session: Session, t: _Targets, actions: list[tuple[Message
     wanted = set(t.pratiche.values())
     t.links = {(m, p) for m, p in session.execute(select(MessagePratica.message_id, MessagePratica.pratica_id)
                                                    .where(MessagePratica.message_id.in_(ids))) if p in wanted}
+
+
+def apply_for_person(session: Session, row: Message, action: Action) -> dict[str, Any] | str | None:
+    """One action on one message on a person's behalf (the webmail), with exactly a rule's
+    semantics but none of its bookkeeping: the caller records the event under the person's
+    name. Returns what changed, None for nothing to do, or a str saying why it was skipped."""
+    t = _load_targets(session, [(row, [PlannedAction("person", action)])])
+    outcome = HANDLERS[action.kind](t, row, action)
+    session.flush()
+    if t.new_tags:
+        session.execute(insert(MessageTag), t.new_tags)
+    if t.new_links:
+        session.execute(insert(MessagePratica), t.new_links)
+    return outcome
 
 
 def apply_actions(session: Session, work: Sequence[tuple[Message, Sequence[PlannedAction]]], *,

@@ -20,6 +20,7 @@ from casella.db import Database
 from casella.settings import Settings
 from webmail import i18n, views
 from webmail.context import App, make_templates
+from webmail.presence import Presence
 from webmail.security import content_security_policy
 
 STATIC = Path(__file__).parent / "static"
@@ -89,5 +90,5 @@ def create_app(settings: Settings, db: Database) -> Starlette:
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
                     exception_handlers={HTTPException: http_error})
-    app.state.casella = App(settings=settings, db=db, templates=templates)
+    app.state.casella = App(settings=settings, db=db, templates=templates, presence=Presence())
     return app

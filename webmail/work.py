@@ -2,16 +2,311 @@
 tags, notes, pratiche, links, visibility, history) and who else is looking at it.
 
 `panel(ctx, msg)` returns what templates/mail/_work.html shows; the actions it offers are
-the POST routes of webmail/views/work.py.
+the POST routes of webmail/views/work.py, which check `allowed()` and use the helpers here.
+
+Who may do what (on a message they can see at all — casella/access.py):
+- admin, manager, operator: everything but "make public";
+- agent: status, tags and notes (their own clients' mail is all they see);
+- marketing: tags and notes;
+- the owner of a personal mailbox, whatever their role: make its messages public (or private
+  again).
+An assignee must be an active user who could see the message once assigned (an agent is
+never given another agent's client, nobody is given an unpublished personal message).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from casella.models import Message
+from sqlalchemy import Column, literal, null, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from casella.access import Grant, grant_for, visible_clause
+from casella.models import (
+    Account,
+    Company,
+    Contact,
+    Group,
+    GroupMember,
+    MailboxPermission,
+    Message,
+    MessageEvent,
+    MessageNote,
+    MessagePratica,
+    MessageTag,
+    Pratica,
+    ReadLog,
+    User,
+)
 from webmail.context import Ctx
+from webmail.i18n import _
+from webmail.presence import key_for, registry
+
+ACTIONS = ("assign", "status", "tags", "notes", "move", "pratica", "link", "public")
+ROLE_ACTIONS = {
+    "admin": {"assign", "status", "tags", "notes", "move", "pratica", "link"},
+    "manager": {"assign", "status", "tags", "notes", "move", "pratica", "link"},
+    "operator": {"assign", "status", "tags", "notes", "move", "pratica", "link"},
+    "agent": {"status", "tags", "notes"},
+    "marketing": {"tags", "notes"},
+}
+STATUSES = ("open", "pending", "closed")
+MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,119})")
+MAX_NOTE = 10_000
+MAX_TAG = 120
+LIST_LIMIT = 500  # choices offered in one select or datalist
+
+
+def allowed(user: User, msg: Message, action: str, owner_id: int | None) -> bool:
+    """May `user` take `action` on `msg` (which they can already see)? `owner_id` is the
+    owner of the message's account when it is a personal mailbox."""
+    if action == "public":
+        return owner_id is not None and owner_id == user.id
+    return action in ROLE_ACTIONS.get(user.role, set())
+
+
+def account_owner(session: Session, msg: Message) -> int | None:
+    return session.scalar(select(Account.owner_user_id).where(Account.id == msg.account_id))
+
+
+# -- who could see a message ---------------------------------------------------------------
+
+def _as_if(clause: Any, assigned_user_id: int | None, assigned_group_id: int | None) -> Any:
+    """`clause` with the message's assignee and group replaced by the given values: the
+    visibility a message would have once assigned, with the one definition of access.py."""
+    table = Message.__table__
+
+    def replace(element: Any) -> Any:
+        if isinstance(element, Column) and element.table is table:
+            if element.key == "assigned_user_id":
+                return literal(assigned_user_id) if assigned_user_id is not None else null()
+            if element.key == "assigned_group_id":
+                return literal(assigned_group_id) if assigned_group_id is not None else null()
+        return None
+
+    return replacement_traverse(clause, {}, replace)
+
+
+def could_see(session: Session, grant: Grant, msg: Message, assigned_user_id: int | None,
+              assigned_group_id: int | None) -> bool:
+    clause = _as_if(visible_clause(grant), assigned_user_id, assigned_group_id)
+    return session.scalar(select(Message.id).where(Message.id == msg.id, clause)) is not None
+
+
+def assignable_users(session: Session, msg: Message) -> list[User]:
+    """Active users who could see `msg` once it is assigned to them."""
+    users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)))
+    return [u for u in users if could_see(session, grant_for(session, u), msg, u.id, msg.assigned_group_id)]
+
+
+def assignable_groups(session: Session, msg: Message) -> list[Group]:
+    """Groups with at least one active member who could see `msg` assigned to the group."""
+    out = []
+    for group in session.scalars(select(Group).order_by(Group.name)):
+        members = session.scalars(select(User).join(GroupMember, GroupMember.user_id == User.id)
+                                  .where(GroupMember.group_id == group.id, User.active.is_(True)))
+        if any(could_see(session, grant_for(session, u), msg, None, group.id) for u in members):
+            out.append(group)
+    return out
+
+
+def writable_accounts(session: Session, user: User, grant: Grant) -> list[Account]:
+    """Mailboxes `user` may move mail into: every shared one for admin and manager; for an
+    operator those granted with level "write" (to them or a group of theirs); everyone
+    their own personal mailbox. Nobody moves mail into someone else's personal mailbox."""
+    query = select(Account).order_by(Account.name)
+    if user.role in ("admin", "manager"):
+        query = query.where(or_(Account.owner_user_id.is_(None), Account.owner_user_id == user.id))
+    elif user.role == "operator":
+        granted = select(MailboxPermission.account_id).where(MailboxPermission.level == "write", or_(
+            MailboxPermission.user_id == user.id,
+            MailboxPermission.group_id.in_(grant.group_ids) if grant.group_ids else literal(False)))
+        query = query.where(or_(Account.id.in_(granted), Account.owner_user_id == user.id),
+                            or_(Account.owner_user_id.is_(None), Account.owner_user_id == user.id))
+    else:
+        return []
+    return list(session.scalars(query))
+
+
+def folders_of(session: Session, account: Account) -> list[str]:
+    """An account's folders: configured ones and those its messages are in."""
+    used = set(session.scalars(select(Message.folder).where(Message.account_id == account.id).distinct()))
+    names = set(account.folders or []) | set(account.sent_folders or []) & used | used
+    return sorted(names, key=lambda f: (f != "INBOX", not account.is_sent_folder(f), f.lower()))
+
+
+# -- notes ---------------------------------------------------------------------------------
+
+def mentions(session: Session, body: str) -> list[str]:
+    """The existing usernames named with @username in `body`, in order, once each."""
+    named: list[str] = []
+    for name in MENTION.findall(body):
+        name = name.rstrip(".")
+        if name.lower() not in (n.lower() for n in named):
+            named.append(name)
+    if not named:
+        return []
+    found = {u.lower(): u for u in session.scalars(select(User.username).where(User.username.in_(named)))}
+    return [found[n.lower()] for n in named if n.lower() in found]
+
+
+def note_parts(body: str, mentioned: list[str]) -> list[tuple[str, bool]]:
+    """The note's text cut into (text, is_mention) pieces, for the template to highlight
+    mentions without ever marking user text safe."""
+    known = {m.lower() for m in mentioned}
+    parts: list[tuple[str, bool]] = []
+    last = 0
+    for match in MENTION.finditer(body):
+        if match.group(1).rstrip(".").lower() not in known:
+            continue
+        end = match.start(1) + len(match.group(1).rstrip("."))
+        parts.append((body[last:match.start()], False))
+        parts.append((body[match.start():end], True))
+        last = end
+    parts.append((body[last:], False))
+    return [p for p in parts if p[0]]
+
+
+# -- history -------------------------------------------------------------------------------
+
+def _where(detail: dict[str, Any]) -> str:
+    folder = detail.get("folder")
+    account = detail.get("account")
+    if account and folder:
+        return f"{account}/{folder}"
+    return str(account or folder or "")
+
+
+def describe(action: str, detail: dict[str, Any]) -> str:
+    """A history event as a sentence in the user's language."""
+    d = detail or {}
+    if action == "stored":
+        return _("Stored")
+    if action == "submitted":
+        return _("Sent from the mail server")
+    if action == "status":
+        return _("Status changed from %(old)s to %(new)s") % {"old": _(str(d.get("from", "")).capitalize()),
+                                                              "new": _(str(d.get("to", "")).capitalize())}
+    if action in ("assigned", "assign-user"):
+        if d.get("user"):
+            return _("Assigned to %(user)s") % {"user": d["user"]}
+        return _("Assignment removed")
+    if action == "assign-group":
+        if d.get("group"):
+            return _("Assigned to group %(group)s") % {"group": d["group"]}
+        return _("Group removed")
+    if action == "set-agent":
+        return _("Agent set to %(agent)s") % {"agent": d.get("agent") or "—"}
+    if action == "move":
+        return _("Moved to %(where)s") % {"where": _where(d)}
+    if action == "add-tags":
+        return _("Tagged %(tags)s") % {"tags": ", ".join(d.get("tags", []))}
+    if action == "remove-tags":
+        return _("Tag removed: %(tags)s") % {"tags": ", ".join(d.get("tags", []))}
+    if action == "link-pratica":
+        if d.get("created"):
+            return _("New pratica %(code)s opened for this message") % {"code": d.get("pratica", "")}
+        return _("Added to pratica %(code)s") % {"code": d.get("pratica", "")}
+    if action == "unlink-pratica":
+        return _("Removed from pratica %(code)s") % {"code": d.get("pratica", "")}
+    if action == "make-public":
+        if d.get("group"):
+            return _("Made public to group %(group)s") % {"group": d["group"]}
+        return _("Made public")
+    if action == "make-private":
+        return _("Made private again")
+    if action == "note":
+        if d.get("mentions"):
+            return _("Added a note for %(users)s") % {"users": ", ".join("@" + m for m in d["mentions"])}
+        return _("Added a note")
+    if action == "link":
+        if d.get("kind") in ("contact", "company"):
+            return _("Linked to %(name)s") % {"name": d.get("name", "")}
+        return _("Link to the contact registry removed")
+    if action == "skipped":
+        return _("Rule action not taken: %(reason)s") % {"reason": d.get("reason", "")}
+    if action.startswith("relay-"):
+        return _("Delivery: %(state)s") % {"state": action[6:]}
+    return action
+
+
+# -- the panel -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    author: str
+    at: datetime
+    parts: list[tuple[str, bool]]
+    mentions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: datetime
+    actor: str
+    text: str
 
 
 def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
-    return {}
+    """Everything templates/mail/_work.html shows for `msg` (which the user may see)."""
+    assert ctx.user is not None and ctx.grant is not None
+    s = ctx.db
+    user = ctx.user
+    owner_id = account_owner(s, msg)
+    can = {a: allowed(user, msg, a, owner_id) for a in ACTIONS}
+    names = {u: d or u for u, d in s.execute(select(User.username, User.display_name))}
+    assignee = s.get(User, msg.assigned_user_id) if msg.assigned_user_id else None
+    group = s.get(Group, msg.assigned_group_id) if msg.assigned_group_id else None
+    tags = sorted(s.scalars(select(MessageTag.tag).where(MessageTag.message_id == msg.id)))
+    pratiche = list(s.scalars(select(Pratica).join(MessagePratica, MessagePratica.pratica_id == Pratica.id)
+                              .where(MessagePratica.message_id == msg.id).order_by(Pratica.code)))
+    notes = [Note(author=(u.display_name or u.username) if u else _("(deleted user)"), at=n.created_at,
+                  parts=note_parts(n.body, n.mentions or []), mentions=n.mentions or [])
+             for n, u in s.execute(select(MessageNote, User).outerjoin(User, User.id == MessageNote.user_id)
+                                   .where(MessageNote.message_id == msg.id).order_by(MessageNote.created_at,
+                                                                                     MessageNote.id))]
+    history = [Event(at=e.at, actor=names.get(e.actor, e.actor), text=describe(e.action, e.detail))
+               for e in s.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id)
+                                  .order_by(MessageEvent.at, MessageEvent.id))]
+    contact = s.get(Contact, msg.contact_id) if msg.contact_id else None
+    company = s.get(Company, msg.company_id) if msg.company_id else None
+    if msg.link_kind == "contact" and contact is not None:
+        linked = {"kind": "contact", "name": contact.name, "company": company.name if company else None}
+    elif msg.link_kind == "company" and company is not None:
+        linked = {"kind": "company", "name": company.name, "company": None}
+    else:
+        linked = None
+    # Opening the page is viewing it: the others see this user at once, not at the first poll.
+    presence = registry(ctx.app)
+    presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username)
+    out: dict[str, Any] = {
+        "can": can, "assignee": assignee, "group": group, "status": msg.status, "statuses": STATUSES,
+        "tags": tags, "pratiche": pratiche, "notes": notes, "history": history, "linked": linked,
+        "is_public": msg.is_public, "personal": owner_id is not None,
+        "others": presence.others(key_for(msg), user.username),
+    }
+    if can["assign"]:
+        out["users"] = assignable_users(s, msg)
+        out["groups"] = assignable_groups(s, msg)
+    if can["public"]:
+        out["public_groups"] = list(s.scalars(select(Group).order_by(Group.name)))
+    if can["move"]:
+        out["destinations"] = [(a, folders_of(s, a)) for a in writable_accounts(s, user, ctx.grant)]
+    if can["pratica"]:
+        out["pratica_codes"] = list(s.scalars(select(Pratica.code).where(Pratica.status != "closed")
+                                              .order_by(Pratica.code).limit(LIST_LIMIT)))
+    if can["link"]:
+        out["contacts"] = list(s.scalars(select(Contact.name).order_by(Contact.name).limit(LIST_LIMIT)))
+        out["companies"] = list(s.scalars(select(Company.name).order_by(Company.name).limit(LIST_LIMIT)))
+    if can["tags"]:
+        out["known_tags"] = list(s.scalars(select(MessageTag.tag).distinct().order_by(MessageTag.tag)
+                                           .limit(LIST_LIMIT)))
+    if user.role in ("admin", "manager"):
+        out["reads"] = s.execute(select(User.username, User.display_name, ReadLog.at)
+                                 .join(User, User.id == ReadLog.user_id).where(ReadLog.message_id == msg.id)
+                                 .order_by(ReadLog.at.desc(), ReadLog.id.desc()).limit(50)).all()
+    return out

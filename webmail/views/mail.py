@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from webmail.context import Ctx, route
 from webmail.mailbox import Filters, folder_tree, list_page
+from webmail.views.saved import saved_views_for
 
 
 @route("/", ("GET",))
@@ -20,7 +21,7 @@ def mail_list(ctx: Ctx) -> Response:
     page = list_page(ctx.db, ctx.grant, ctx.user.id, filters, ctx.query.get("after"))
     tree = folder_tree(ctx.db, ctx.grant, ctx.user.id)
     template = "mail/rows.html" if ctx.request.headers.get("x-partial") == "rows" else "mail/list.html"
-    return ctx.render(template, tree=tree, page=page, filters=filters)
+    return ctx.render(template, tree=tree, page=page, filters=filters, saved_views=saved_views_for(ctx))
 
 
 ROUTES = [home, mail_list]
