@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, getaddresses, make_msgid
 
 from sqlalchemy import select
@@ -127,11 +127,33 @@ def build_message(compose: Compose, sender: str, *, hostname: str) -> EmailMessa
     for attachment in compose.attachments:
         content_type = attachment.content_type or mimetypes.guess_type(attachment.filename)[0] \
             or "application/octet-stream"
+        if content_type.lower() == "message/rfc822":
+            if msg.get_content_type() != "multipart/mixed":
+                msg.make_mixed()
+            msg.attach(forwarded_message(attachment))
+            continue
         maintype, _, subtype = content_type.partition("/")
         # As bytes (base64) whatever the type: a text file keeps its own encoding.
         msg.add_attachment(attachment.data, maintype=maintype, subtype=subtype or "octet-stream",
                            filename=attachment.filename)
     return msg
+
+
+def forwarded_message(attachment: ComposeAttachment) -> MIMEPart:
+    """A message forwarded as an attachment, byte for byte (a signed PEC stays verifiable).
+
+    RFC 2046 §5.2.1 allows only 7bit, 8bit or binary for message/rfc822, never base64: the
+    part's payload is the original's bytes, written out unchanged by the generator
+    (surrogateescape keeps non-ASCII bytes), with CRLF line ends as SMTP wants."""
+    raw = attachment.data
+    if b"\r\n" not in raw:
+        raw = raw.replace(b"\n", b"\r\n")
+    part = MIMEPart(policy=policy.SMTP)
+    part["Content-Type"] = "message/rfc822"
+    part.add_header("Content-Disposition", "attachment", filename=attachment.filename or "message.eml")
+    part["Content-Transfer-Encoding"] = "8bit" if any(b > 127 for b in raw) else "7bit"
+    part.set_payload(raw.decode("ascii", "surrogateescape"))
+    return part
 
 
 def add_threading(msg: EmailMessage, original: Message) -> None:
