@@ -6,7 +6,7 @@ static file, all measured in the same run.
    casella.demo.corpus), imports them with the real `import_path` (full pipeline: stored,
    numbered, linked, routed) and builds the search index (`search.indexer.reindex`) in a
    temporary data dir (SQLite and the embedded index, as `casella serve` runs by default).
-2. Starts the real `casella webmail` command (one process, uvicorn) on a free loopback
+2. Starts the real `casella webmail` command (`--workers`, default 1 process) on a free loopback
    port, signs in over HTTP as an operator (access through a group grant, the common case;
    `--user admin` for the unrestricted view) and checks every URL answers 200.
 3. For each kind, wrk (Debian package) runs C connections for D seconds (`--connections`,
@@ -172,8 +172,9 @@ class Client:
         raise BenchFailure("no session cookie after login")
 
 
-def start_webmail(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([str(CASELLA), "webmail"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def start_webmail(env: dict[str, str], port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([str(CASELLA), "webmail", "--workers", str(workers)], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
     deadline = time.monotonic() + min(120.0, remaining())
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=20, help="concurrent clients (default %(default)s)")
     ap.add_argument("--duration", type=int, default=15, help="seconds per kind (default %(default)s)")
     ap.add_argument("--user", default="operator", choices=["operator", "admin"])
+    ap.add_argument("--workers", type=int, default=1, help="`casella webmail --workers` (default %(default)s: "
+                    "one process, as `casella serve` runs it)")
     ap.add_argument("--deep-pages", type=int, default=200, help="how far down the deep list page is (50 rows each)")
     ap.add_argument("--keep", metavar="DIR", type=Path, help="work in DIR (new or empty) and keep it")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             note(f"indexed {indexed} in {index_s:.1f} s")
             make_users(settings)
         account_id, ids = sample_ids(settings, MESSAGE_SAMPLE, args.seed)
-        proc = start_webmail(env, port, work / "webmail.log")
+        proc = start_webmail(env, port, work / "webmail.log", args.workers)
         base = f"http://127.0.0.1:{port}"
         client = Client(base)
         cookie = client.login(args.user)
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(wrk(base, cookie, kind, paths, args.connections, args.duration, work))
         floor = results[0]
         print(f"\nwebmail benchmark: {args.count} messages, {args.connections} concurrent clients, "
-              f"{args.duration} s per kind, as {args.user}, SQLite + embedded index, one `casella webmail` process")
+              f"{args.duration} s per kind, as {args.user}, SQLite + embedded index, `casella webmail --workers {args.workers}`")
         print(f"{'kind':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p95/static':>11} {'non-2xx':>8}")
         for r in results:
             print(f"{r.kind:<10} {r.rate:>8.1f} {r.p50:>8.2f} {r.p95:>8.2f} {r.p99:>8.2f} "

@@ -12,13 +12,19 @@ from casella.settings import get_settings
 
 
 @click.command("webmail")
-def webmail_cmd() -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes serving requests (e.g. one per core); 1 serves from this process.")
+def webmail_cmd(workers: int) -> None:
     """Serve the webmail (CASELLA_WEB_LISTEN, default 127.0.0.1:8025) until Ctrl-C."""
     import signal
 
-    from webmail.server import WebServer
+    from webmail.server import WebServer, serve_workers
 
     settings = get_settings()
+    if workers > 1:
+        click.echo(f"webmail on http://{settings.web_listen} with {workers} worker processes; Ctrl-C stops it.")
+        serve_workers(settings, workers)
+        return
     try:
         server = WebServer(settings, Database.from_settings(settings)).start()
     except CasellaError as exc:

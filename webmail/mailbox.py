@@ -144,8 +144,23 @@ _counts_lock = threading.Lock()
 
 
 def forget_counts() -> None:
+    """After a change that moves or hides mail: every user's tree is computed again."""
     with _counts_lock:
         _counts_cache.clear()
+
+
+def adjust_unread(user_id: int, account_id: int, folder: str, delta: int) -> None:
+    """This user read (-1) or unread (+1) one message: correct their cached trees in place,
+    so that opening a message does not recount every folder."""
+    with _counts_lock:
+        for key, (at, tree) in list(_counts_cache.items()):
+            if key[0] != user_id:
+                continue
+            _counts_cache[key] = (at, [
+                Mailbox(m.id, m.name, m.is_pec, [
+                    Folder(f.account_id, f.account, f.name, f.total, max(0, min(f.total, f.unread + delta)))
+                    if f.account_id == account_id and f.name == folder else f for f in m.folders])
+                for m in tree])
 
 
 def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import uvicorn
 
 from casella.db import Database
 from casella.errors import CasellaError
-from casella.settings import Settings
+from casella.settings import Settings, get_settings
 from webmail.app import create_app
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,22 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise WebmailError(f"CASELLA_WEB_LISTEN must be HOST:PORT, got {listen!r}")
     return host.strip("[]"), int(port)
+
+
+def make_app() -> Any:
+    """The application of one worker process of `casella webmail --workers N` (uvicorn
+    imports this factory in each process; settings come from the environment)."""
+    settings = get_settings()
+    return create_app(settings, Database.from_settings(settings, migrate=False))
+
+
+def serve_workers(settings: Settings, workers: int) -> None:
+    """Run the webmail in `workers` processes sharing one socket, until SIGINT/SIGTERM.
+    Each process has its own folder-count cache and presence registry (webmail/presence.py)."""
+    host, port = split_listen(settings.web_listen)
+    Database.from_settings(settings).dispose()  # migrations once, before the workers start
+    uvicorn.run("webmail.server:make_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, proxy_headers=False, lifespan="off")
 
 
 class _Server(uvicorn.Server):

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, literal, null, or_, select
+from sqlalchemy import Column, case, literal, null, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from casella.access import Grant, grant_for, visible_clause
+from casella.access import Grant, grants_for_users, visible_clause
 from casella.models import (
     Account,
     Company,
@@ -97,21 +97,36 @@ def could_see(session: Session, grant: Grant, msg: Message, assigned_user_id: in
     return session.scalar(select(Message.id).where(Message.id == msg.id, clause)) is not None
 
 
+def _could_see_each(session: Session, msg: Message, cases: list[tuple[Grant, int | None, int | None]]) -> list[bool]:
+    """For each (grant, assignee, group): could that grant see `msg` so assigned? One query
+    for all of them (a CASE column each), not one per candidate."""
+    out: list[bool] = []
+    for first in range(0, len(cases), 500):
+        chunk = cases[first:first + 500]
+        columns = [case((_as_if(visible_clause(g), uid, gid), 1), else_=0) for g, uid, gid in chunk]
+        row = session.execute(select(*columns).where(Message.id == msg.id)).one()
+        out += [bool(v) for v in row]
+    return out
+
+
 def assignable_users(session: Session, msg: Message) -> list[User]:
     """Active users who could see `msg` once it is assigned to them."""
     users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)))
-    return [u for u in users if could_see(session, grant_for(session, u), msg, u.id, msg.assigned_group_id)]
+    grants = grants_for_users(session, users)
+    ok = _could_see_each(session, msg, [(grants[u.id], u.id, msg.assigned_group_id) for u in users])
+    return [u for u, yes in zip(users, ok, strict=True) if yes]
 
 
 def assignable_groups(session: Session, msg: Message) -> list[Group]:
     """Groups with at least one active member who could see `msg` assigned to the group."""
-    out = []
-    for group in session.scalars(select(Group).order_by(Group.name)):
-        members = session.scalars(select(User).join(GroupMember, GroupMember.user_id == User.id)
-                                  .where(GroupMember.group_id == group.id, User.active.is_(True)))
-        if any(could_see(session, grant_for(session, u), msg, None, group.id) for u in members):
-            out.append(group)
-    return out
+    groups = list(session.scalars(select(Group).order_by(Group.name)))
+    members = session.execute(select(GroupMember.group_id, User).join(User, User.id == GroupMember.user_id)
+                              .where(User.active.is_(True))).all()
+    grants = grants_for_users(session, list({u.id: u for _, u in members}.values()))
+    pairs = [(gid, u) for gid, u in members]
+    ok = _could_see_each(session, msg, [(grants[u.id], None, gid) for gid, u in pairs])
+    good = {gid for (gid, _), yes in zip(pairs, ok, strict=True) if yes}
+    return [g for g in groups if g.id in good]
 
 
 def writable_accounts(session: Session, user: User, grant: Grant) -> list[Account]:

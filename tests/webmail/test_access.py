@@ -127,3 +127,20 @@ def test_browser_login_list_and_hostile_names_never_run(office: Office, page: An
     assert page.locator("tr.msg.cursor").count() == 1
     page.click("text=Esci") if page.locator("text=Esci").count() else page.click("button:has-text('Sign out')")
     page.wait_for_url("**/login**")
+
+
+def test_batched_grants_equal_one_by_one(office: Office) -> None:
+    """grants_for_users (the assignee choices) must say exactly what grant_for says."""
+    from sqlalchemy import select
+
+    from casella.access import grant_for, grants_for_users
+    from casella.models import User
+
+    with office.db.session() as s:
+        s.add(User(username="ex", role="operator", active=False))
+    with office.db.reading() as s:
+        users = list(s.scalars(select(User)))
+        batched = grants_for_users(s, users)
+        assert len(users) == 7
+        for user in users:
+            assert batched[user.id] == grant_for(s, user), user.username

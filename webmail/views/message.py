@@ -45,7 +45,7 @@ from casella.models import (
 )
 from webmail.context import Ctx, route
 from webmail.i18n import _
-from webmail.mailbox import folder_tree, forget_counts, visible_message
+from webmail.mailbox import adjust_unread, folder_tree, visible_message
 from webmail.sanitize import linkify_text, sanitise_html
 
 # Shown in the browser (?inline=1) only for these types; everything else is downloaded.
@@ -221,18 +221,22 @@ def _back(ctx: Ctx, msg: Message) -> str:
     return f"/mail?mailbox={msg.account_id}&folder={quote(msg.folder, safe='')}"
 
 
-def _record_reading(ctx: Ctx, message_id: int) -> None:
+def _record_reading(ctx: Ctx, message_id: int) -> bool:
     """One write: the read log row, and the read state when this user had not read it yet
-    (two tabs opening it at once: the second finds the row the first just wrote)."""
+    (two tabs opening it at once: the second finds the row the first just wrote). True when
+    the message went from unread to read."""
     assert ctx.user is not None
     try:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
-            if w.get(MessageSeen, (ctx.user.id, message_id)) is None:
-                w.add(MessageSeen(user_id=ctx.user.id, message_id=message_id))
+            if w.get(MessageSeen, (ctx.user.id, message_id)) is not None:
+                return False
+            w.add(MessageSeen(user_id=ctx.user.id, message_id=message_id))
+        return True
     except IntegrityError:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
+        return False
 
 
 @route("/mail/{message_id:int}", ("GET",))
@@ -241,8 +245,8 @@ def show(ctx: Ctx) -> Response:
 
     assert ctx.user is not None and ctx.grant is not None
     msg = _message(ctx)
-    _record_reading(ctx, msg.id)
-    forget_counts()
+    if _record_reading(ctx, msg.id):
+        adjust_unread(ctx.user.id, msg.account_id, msg.folder, -1)
     with ctx.app.db.reading() as fresh:  # ctx.db may read from before the write above
         tree = folder_tree(fresh, ctx.grant, ctx.user.id)
 
@@ -295,8 +299,10 @@ def mark_unread(ctx: Ctx) -> Response:
     assert ctx.user is not None
     msg = _message(ctx)
     with ctx.write() as w:
-        w.execute(delete(MessageSeen).where(MessageSeen.user_id == ctx.user.id, MessageSeen.message_id == msg.id))
-    forget_counts()
+        gone = w.execute(delete(MessageSeen).where(MessageSeen.user_id == ctx.user.id,
+                                                   MessageSeen.message_id == msg.id)).rowcount
+    if gone:
+        adjust_unread(ctx.user.id, msg.account_id, msg.folder, +1)
     back = ctx.f("back")
     if not (back.startswith("/mail") and not back.startswith("//") and "\\" not in back):
         back = _back(ctx, msg)
