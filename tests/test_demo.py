@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,7 +225,9 @@ def test_ensure_demo_leaves_an_installation_with_accounts_alone(demo_settings: S
 def test_casella_serve_creates_the_demo(tmp_path: Path) -> None:
     from tests.servers.dovecot import free_port
 
-    env = {**os.environ, "CASELLA_DATA_DIR": str(tmp_path / "data"), "CASELLA_SMTP_LISTEN": f"127.0.0.1:{free_port()}"}
+    web_port = free_port()
+    env = {**os.environ, "CASELLA_DATA_DIR": str(tmp_path / "data"), "CASELLA_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+           "CASELLA_WEB_LISTEN": f"127.0.0.1:{web_port}"}
     for key in ("CASELLA_DEMO", "CASELLA_DATABASE_URL", "CASELLA_ENV_FILE"):
         env.pop(key, None)
     log = tmp_path / "serve.log"
@@ -242,6 +245,19 @@ def test_casella_serve_creates_the_demo(tmp_path: Path) -> None:
         assert "Casella is running" in output, output
         assert "demo: created the account 'demo'" in output, output
         assert "submission server (SMTP, authenticated) on 127.0.0.1:" in output, output
+        assert f"webmail: http://127.0.0.1:{web_port}/" in output, output
+        logins = dict(re.findall(r"demo login \((\w+)\): (\S+ / \S+)", output))
+        assert set(logins) == {"admin", "manager", "operator", "agent", "marketing"}, output
+        # The printed operator login opens the demo inbox in the webmail.
+        from tests.webmail.conftest import WebClient
+
+        username, password = logins["operator"].split(" / ")
+        client = WebClient(f"http://127.0.0.1:{web_port}")
+        assert client.login(username, password) == 303
+        status, _, html = client.get("/mail")
+        assert status == 200 and html.count('<tr class="msg') == 50
+        status, _, html = client.get("/compose")
+        assert status == 200 and "info@studioferrari.it" in html  # the demo users may write as the office
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         output = log.read_text()

@@ -14,11 +14,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from casella.db import Database
-from casella.models import User
+from casella.demo.corpus import OWN_DOMAIN
+from casella.models import Account, User
+from casella.models.outbound import SenderIdentity
 from casella.settings import Settings
 from casella.users import add_group, add_user, grant_mailbox
 
 LOGINS_FILE = "demo-logins.txt"
+DEMO_ADDRESS = f"info@{OWN_DOMAIN}"
 DEMO_GROUP = "segreteria"
 DEMO_USERS = (
     ("admin", "admin", "Amministratore"),
@@ -50,6 +53,11 @@ def ensure_demo_logins(settings: Settings, database: Database, account: str) -> 
         session.flush()
         grant_mailbox(session, account, group=DEMO_GROUP)
         grant_mailbox(session, account, user="marketing", level="read")
+        # Everyone may write as the office's shared address (the webmail's compose and SMTP
+        # submission); with no upstream SMTP configured, mail to outside stays queued.
+        account_id = session.scalar(select(Account.id).where(Account.name == account))
+        for user in session.scalars(select(User).where(User.username.in_([u for u, _, _ in DEMO_USERS]))):
+            session.add(SenderIdentity(user_id=user.id, account_id=account_id, address=DEMO_ADDRESS))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
