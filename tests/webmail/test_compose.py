@@ -148,6 +148,9 @@ def test_reply_with_attachment_receipt_and_signature_reaches_the_smtp_server(mai
         assert row is not None and row.state == "sent"
     status, _, page = client.get(location)
     assert f"{reg.year}/{reg.number:07d}" in page and "Inviato" in page  # protocol and state, in Italian
+    status, _, page = client.get(f"/mail/{sent_id}")  # the sent message itself shows them too
+    assert status == 200 and f"{reg.year}/{reg.number:07d}" in page
+    assert re.search(r'class="state-sent">Inviato<', page)
 
 
 def test_reply_all_adds_the_other_recipients_but_not_our_own_address(mailroom: Mailroom) -> None:

@@ -267,6 +267,9 @@ def show(ctx: Ctx) -> Response:
     as_text = ctx.query.get("text") == "1" or not msg.body_html.strip()
     blocked = _sanitised(ctx, msg, allow_remote).blocked if msg.body_html.strip() else 0
     reports = _reports(db, msg.id)
+    from webmail.views.compose import sent_state, state_label
+
+    outbound = sent_state(ctx, msg.id) if msg.direction == "out" else None
     body_url = f"/mail/{msg.id}/body" + ("?remote=1" if allow_remote and not always else "")
     return ctx.render(
         "mail/message.html", msg=msg, account=account, registration=reg, contact=contact, company=company,
@@ -276,7 +279,8 @@ def show(ctx: Ctx) -> Response:
         thread=_thread(ctx, msg), back=_back(ctx, msg), as_text=as_text, has_html=bool(msg.body_html.strip()),
         text_html=linkify_text(msg.body_text) if as_text else None, body_url=body_url, blocked=blocked,
         allow_remote=allow_remote, always_remote=always, headers=_raw_headers(ctx, msg),
-        tree=tree, filters=None, work=panel(ctx, msg))
+        tree=tree, filters=None, work=panel(ctx, msg), outbound=outbound,
+        outbound_label=state_label(outbound["state"]) if outbound else None)
 
 
 @route("/mail/{message_id:int}/body", ("GET",))
