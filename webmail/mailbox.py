@@ -27,6 +27,7 @@ from casella.models import (
     Message,
     MessagePec,
     MessagePratica,
+    MessageReport,
     MessageSeen,
     MessageTag,
     Pratica,
@@ -233,6 +234,8 @@ def filter_clause(filters: Filters, user_id: int) -> list[ColumnElement[bool]]:
         where.append(Message.link_kind == "unknown")
         where.append(Message.direction == "in")
         where.append(~exists().where(MessagePec.message_id == Message.id, MessagePec.kind.in_(RECEIPT_KINDS)))
+        # Bounces and read receipts come from mail servers, not from correspondents.
+        where.append(~exists().where(MessageReport.message_id == Message.id))
     if filters.tag:
         where.append(exists().where(MessageTag.message_id == Message.id, MessageTag.tag == filters.tag))
     if filters.pratica:

@@ -144,3 +144,24 @@ def test_batched_grants_equal_one_by_one(office: Office) -> None:
         assert len(users) == 7
         for user in users:
             assert batched[user.id] == grant_for(s, user), user.username
+
+
+def test_bounces_are_not_unknown_senders(office: Office) -> None:
+    from sqlalchemy import select
+
+    from casella.models import Account, MessageReport
+    from ingest.service import make_storer
+    from ingest.store import Incoming
+    from tests.conftest import CORPUS
+
+    raw = (CORPUS / "reports" / "postfix-dsn.eml").read_bytes()
+    with office.db.reading() as s:
+        account_id = s.scalar(select(Account.id).where(Account.name == "info"))
+    make_storer(office.settings, office.db).store_batch(account_id, [Incoming(raw=raw, folder="INBOX")],
+                                                        source="test")
+    with office.db.reading() as s:
+        assert s.scalar(select(MessageReport.id).limit(1)) is not None  # it is a bounce, kept as an orphan
+    _, _, html = office.http("olga").get("/mail?unknown=1")
+    assert _subjects(html) == {"Richiesta informazioni"}
+    _, _, html = office.http("olga").get("/mail")
+    assert len(_subjects(html)) == 5  # still in the mailbox
