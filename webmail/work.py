@@ -17,6 +17,7 @@ never given another agent's client, nobody is given an unpublished personal mess
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -147,9 +148,24 @@ def writable_accounts(session: Session, user: User, grant: Grant) -> list[Accoun
     return list(session.scalars(query))
 
 
+_folders_cache: dict[int, tuple[float, list[str]]] = {}
+FOLDERS_TTL = 30.0
+
+
+def forget_folders() -> None:
+    _folders_cache.clear()
+
+
 def folders_of(session: Session, account: Account) -> list[str]:
-    """An account's folders: configured ones and those its messages are in."""
-    used = set(session.scalars(select(Message.folder).where(Message.account_id == account.id).distinct()))
+    """An account's folders: configured ones and those its messages are in (the latter
+    cached half a minute per process: a DISTINCT over a big mailbox is not per-page work)."""
+    now = time.monotonic()
+    hit = _folders_cache.get(account.id)
+    if hit is not None and now - hit[0] < FOLDERS_TTL:
+        used = set(hit[1])
+    else:
+        used = set(session.scalars(select(Message.folder).where(Message.account_id == account.id).distinct()))
+        _folders_cache[account.id] = (now, sorted(used))
     names = set(account.folders or []) | set(account.sent_folders or []) & used | used
     return sorted(names, key=lambda f: (f != "INBOX", not account.is_sent_folder(f), f.lower()))
 

@@ -47,6 +47,7 @@ from webmail.work import (
     allowed,
     could_see,
     folders_of,
+    forget_folders,
     mentions,
     panel,
     writable_accounts,
@@ -243,6 +244,7 @@ def move(ctx: Ctx) -> Response:
             detail.setdefault("account", target.name)
             _record(ctx, w, row.id, "move", detail)
     forget_counts()
+    forget_folders()
     return _done(ctx, msg.id)
 
 
