@@ -12,7 +12,7 @@ import base64
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -142,12 +142,15 @@ class Page:
 
 _counts_cache: dict[tuple[Any, ...], tuple[float, list[Mailbox]]] = {}
 _counts_lock = threading.Lock()
+_key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
 
 def forget_counts() -> None:
-    """After a change that moves or hides mail: every user's tree is computed again."""
+    """After a change that moves or hides mail: every tree is counted again on its next use
+    (meanwhile, while one request counts, the others show the previous counts)."""
     with _counts_lock:
-        _counts_cache.clear()
+        for key, (_, tree) in list(_counts_cache.items()):
+            _counts_cache[key] = (float("-inf"), tree)
 
 
 def adjust_unread(user_id: int, account_id: int, folder: str, delta: int) -> None:
@@ -165,24 +168,56 @@ def adjust_unread(user_id: int, account_id: int, folder: str, delta: int) -> Non
 
 
 def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
-    """Every mailbox and folder the user may see, with total and unread counts (cached a
-    few seconds per user: the tree is on every page)."""
+    """Every mailbox and folder the user may see, with total and unread counts, cached a
+    few seconds per user (the tree is on every page). One request counts at a time per
+    user; the others meanwhile get the previous counts, or wait for the first ones."""
     key = (user_id, grant)
-    now = time.monotonic()
     with _counts_lock:
         hit = _counts_cache.get(key)
-        if hit and now - hit[0] < COUNTS_TTL:
+        if hit and time.monotonic() - hit[0] < COUNTS_TTL:
             return hit[1]
+        lock = _key_locks.setdefault(key, threading.Lock())
+    if not lock.acquire(blocking=hit is None):
+        return hit[1]  # type: ignore[index]  # someone is counting: the previous counts will do
+    try:
+        with _counts_lock:
+            again = _counts_cache.get(key)
+            if again and time.monotonic() - again[0] < COUNTS_TTL:
+                return again[1]
+        tree = _count_tree(session, grant, user_id)
+        with _counts_lock:
+            if len(_counts_cache) > 1000:
+                _counts_cache.clear()
+                _key_locks.clear()
+            _counts_cache[key] = (time.monotonic(), tree)
+        return tree
+    finally:
+        lock.release()
+
+
+def _count_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
     visible = visible_clause(grant)
-    totals = session.execute(select(Message.account_id, Message.folder, func.count())
-                             .where(visible).group_by(Message.account_id, Message.folder)).all()
+    # Whole accounts the grant reads are counted from the (account, folder, …) index alone;
+    # only the rest (mail assigned to the user or a group elsewhere, an agent's clients)
+    # needs the full access condition. The two parts are disjoint.
+    whole = set() if grant.everything else set(grant.account_ids) - set(grant.private_account_ids)
+    totals: dict[tuple[int, str], int] = {}
+    if whole:
+        for a, f, n in session.execute(select(Message.account_id, Message.folder, func.count())
+                                       .where(Message.account_id.in_(whole))
+                                       .group_by(Message.account_id, Message.folder)):
+            totals[(a, f)] = totals.get((a, f), 0) + n
+    rest = _outside(grant, whole) if whole else visible
+    for a, f, n in session.execute(select(Message.account_id, Message.folder, func.count())
+                                   .where(rest).group_by(Message.account_id, Message.folder)):
+        totals[(a, f)] = totals.get((a, f), 0) + n
     seen = {(a, f): n for a, f, n in session.execute(
         select(Message.account_id, Message.folder, func.count())
         .join(MessageSeen, and_(MessageSeen.message_id == Message.id, MessageSeen.user_id == user_id))
         .where(visible).group_by(Message.account_id, Message.folder)).all()}
     accounts = {a.id: a for a in session.scalars(select(Account).order_by(Account.name))}
     by_account: dict[int, list[Folder]] = {}
-    for account_id, folder, total in totals:
+    for (account_id, folder), total in totals.items():
         acc = accounts.get(account_id)
         if acc is None:
             continue
@@ -195,10 +230,6 @@ def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
             continue
         folders.sort(key=lambda f: (f.name != "INBOX", not acc.is_sent_folder(f.name), f.name.lower()))
         tree.append(Mailbox(acc.id, acc.name, acc.is_pec, folders))
-    with _counts_lock:
-        if len(_counts_cache) > 1000:
-            _counts_cache.clear()
-        _counts_cache[key] = (now, tree)
     return tree
 
 
@@ -269,9 +300,37 @@ LIST_COLUMNS = (Message.id, Message.account_id, Message.folder, Message.directio
                 Message.assigned_user_id, Message.link_kind, Message.contact_id, Message.company_id)
 
 
+MAX_SPLIT_ACCOUNTS = 12
+
+
+def _visible_parts(grant: Grant, account_id: int | None) -> list[ColumnElement[bool]]:
+    """`visible_clause(grant)` as disjoint parts a database can each walk in date order on
+    an index: one per whole account the grant reads, then the rest (assigned mail, an
+    agent's clients). One part when the grant reads everything or splitting would not pay."""
+    visible = visible_clause(grant)
+    whole = set() if grant.everything else set(grant.account_ids) - set(grant.private_account_ids)
+    if account_id is not None:
+        return [Message.account_id == account_id] if account_id in whole else [visible]
+    if not whole or len(whole) > MAX_SPLIT_ACCOUNTS:
+        return [visible]
+    return [*(Message.account_id == a for a in sorted(whole)), _outside(grant, whole)]
+
+
+def _outside(grant: Grant, whole: set[int]) -> ColumnElement[bool]:
+    """What `grant` reads outside the accounts it reads whole: the same access definition
+    without those accounts (so the database can use the assignee indexes), minus them."""
+    return visible_clause(replace(grant, account_ids=frozenset())) & Message.account_id.not_in(whole)
+
+
+def _sort_key(order: str) -> Any:
+    if order == "desc":  # newest first, undated last
+        return lambda r: (r.date is None, -r.date.timestamp() if r.date else 0.0, -r.id)
+    return lambda r: (r.date is not None, r.date.timestamp() if r.date else 0.0, r.id)
+
+
 def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cursor: str | None = None,
               page_size: int = PAGE_SIZE, extra: list[ColumnElement[bool]] | None = None) -> Page:
-    where = [visible_clause(grant), *filter_clause(filters, user_id), *(extra or [])]
+    where = [*filter_clause(filters, user_id), *(extra or [])]
     decoded = decode_cursor(cursor)
     if decoded is not None:
         where.append(_cursor_clause(decoded, filters.order))
@@ -279,7 +338,13 @@ def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cu
         order = (Message.date.desc().nulls_last(), Message.id.desc())
     else:
         order = (Message.date.asc().nulls_first(), Message.id.asc())
-    rows = session.execute(select(*LIST_COLUMNS).where(*where).order_by(*order).limit(page_size + 1)).all()
+    parts = _visible_parts(grant, filters.account_id)
+    rows: list[Any] = []
+    for part in parts:  # each part: at most one page, in order; merged below
+        rows += session.execute(select(*LIST_COLUMNS).where(part, *where).order_by(*order)
+                                .limit(page_size + 1)).all()
+    if len(parts) > 1:
+        rows.sort(key=_sort_key(filters.order))
     more = len(rows) > page_size
     rows = rows[:page_size]
     return Page(decorate(session, rows, user_id), encode_cursor(rows[-1].date, rows[-1].id) if more and rows else None)

@@ -165,3 +165,52 @@ def test_bounces_are_not_unknown_senders(office: Office) -> None:
     assert _subjects(html) == {"Richiesta informazioni"}
     _, _, html = office.http("olga").get("/mail")
     assert len(_subjects(html)) == 5  # still in the mailbox
+
+
+def test_split_list_and_counts_match_the_plain_access_query(office: Office) -> None:
+    """The list and the folder counts query whole accounts and the rest separately (for the
+    indexes); they must show exactly what one query with visible_clause shows."""
+    from sqlalchemy import func, select
+
+    from casella.access import grant_for, visible_clause
+    from casella.models import Account, Message, User
+    from ingest.accounts import add_account
+    from ingest.service import make_storer
+    from ingest.store import Incoming
+    from tests.webmail.conftest import mail
+    from webmail.mailbox import Filters, _counts_cache, folder_tree, list_page
+
+    with office.db.session() as s:
+        other = add_account(s, office.settings, name="altro", imap_host=None, imap_port=None, username=None,
+                            password=None, security="none", is_pec=False, folders=["INBOX"], sent_folders=[])
+        other_id = other.id
+    raws = [mail("X <x@altro.example>", f"altro {i}", "b", msgid=f"<a{i}@altro.example>",
+                 date=f"Mon, {i + 1} Nov 2026 08:00:00 +0100") for i in range(6)]
+    make_storer(office.settings, office.db).store_batch(other_id, [Incoming(raw=r, folder="INBOX") for r in raws],
+                                                        source="test")
+    with office.db.session() as s:
+        olga = s.scalar(select(User).where(User.username == "olga"))
+        for m in s.scalars(select(Message).where(Message.account_id == other_id, Message.subject.in_(["altro 1", "altro 4"]))):
+            m.assigned_user_id = olga.id
+    with office.db.reading() as s:
+        for user in s.scalars(select(User)):
+            grant = grant_for(s, user)
+            for filters in (Filters(), Filters(order="asc"), Filters(account_id=other_id), Filters(unread=True)):
+                seen, cursor = [], None
+                while True:
+                    page = list_page(s, grant, user.id, filters, cursor, page_size=2)
+                    seen += [r.id for r in page.rows]
+                    if (cursor := page.next_cursor) is None:
+                        break
+                expected = list(s.scalars(select(Message.id).where(
+                    visible_clause(grant), *([Message.account_id == filters.account_id] if filters.account_id else []))
+                    .order_by(Message.date.desc() if filters.order == "desc" else Message.date.asc())))
+                assert seen == expected, (user.username, filters)
+            _counts_cache.clear()
+            counted = {(f.account_id, f.name): f.total for m in folder_tree(s, grant, user.id) for f in m.folders}
+            plain = {(a, f): n for a, f, n in s.execute(select(Message.account_id, Message.folder, func.count())
+                                                        .where(visible_clause(grant))
+                                                        .group_by(Message.account_id, Message.folder))}
+            assert counted == plain, user.username
+            if user.username == "olga":
+                assert counted[(other_id, "INBOX")] == 2 and s.get(Account, other_id) is not None
