@@ -19,7 +19,9 @@ the message, which stays stored.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,6 +67,8 @@ class Prepared:
     digests: list[str]
     parsed: list[ParsedMessage | None]  # None: the account had these bytes already
     pec: list[PecInfo | None] = field(default_factory=list)  # by position; [] when none is PEC
+    # Blobs written but not yet synced (`prepare_one`): `commit` syncs them before its COMMIT.
+    unsynced: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -125,6 +129,17 @@ class Storer:
             self.blobs.finish_writes_of(written)
         return Prepared(account_id, list(items), digests, parsed, pec if any(pec) else [])
 
+    def prepare_one(self, account_id: int, item: Incoming, *, is_pec_account: bool) -> Prepared:
+        """One message (a submission), parsed and its blobs written here, in this thread, not
+        yet synced: `commit` syncs them on another thread while its transaction does the
+        rows and stages, and waits for that sync before the COMMIT. No look-up for bytes the
+        account already has (the transaction checks); the caller says whether it is PEC."""
+        digest = sha256_hex(item.raw)
+        parsed = parse_and_store(item.raw, digest, str(self.blobs.root))
+        written = [digest, *(a.sha256 for a in parsed.attachments)]
+        info, parsed = self._pec(item.raw, parsed, is_pec_account, written)
+        return Prepared(account_id, [item], [digest], [parsed], [info] if info is not None else [], unsynced=written)
+
     def _is_pec_account(self, account_id: int) -> bool:
         with self.db.reading() as session:
             return bool(session.scalar(select(Account.is_pec).where(Account.id == account_id)))
@@ -150,6 +165,7 @@ class Storer:
         stored some of the same messages at the same moment."""
         if not prepared.items and cursor is None:
             return BatchResult()
+        synced = _sync_later(self.blobs, prepared.unsynced) if prepared.unsynced else None
         for attempt in range(3):
             try:
                 with self.db.session() as session:
@@ -157,6 +173,8 @@ class Storer:
                                                  prepared.parsed, cursor, source, prepared.pec)
                     if after_write is not None:
                         after_write(session, stored)
+                    if synced is not None:
+                        synced.result()  # the blobs are durable before the COMMIT that refers to them
                     return result
             except IntegrityError:
                 # The second pass sees the other process's rows and stores only what is missing.
@@ -233,6 +251,19 @@ class Storer:
         result.stored = len(batch)
         result.message_ids = [s.row.id for s in batch]
         return result, batch
+
+
+_syncer: ThreadPoolExecutor | None = None
+_syncer_lock = threading.Lock()
+
+
+def _sync_later(blobs: BlobStore, digests: list[str]) -> Future[None]:
+    """Make blobs durable (BlobStore.finish_writes_of) on a helper thread; wait on the result."""
+    global _syncer
+    with _syncer_lock:
+        if _syncer is None:
+            _syncer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-sync")
+        return _syncer.submit(blobs.finish_writes_of, list(digests))
 
 
 def items_locations(items: Sequence[Incoming]) -> list[tuple[str, int | None, int | None]]:

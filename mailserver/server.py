@@ -7,6 +7,11 @@ TLS: with CASELLA_SMTP_TLS_CERT/KEY the server offers STARTTLS and refuses AUTH 
 (auth_require_tls); with CASELLA_SMTP_IMPLICIT_TLS the whole connection is TLS (port 465
 style). Without a certificate AUTH is accepted in clear text: only acceptable on loopback
 (the default listen address) and in tests.
+
+aiosmtpd logs every SMTP command and reply at INFO on its `mail.log` logger: one line per
+command, several per message, on the event loop. It is set to WARNING unless the process
+logs at DEBUG (`casella -v`, CASELLA_LOG_LEVEL=DEBUG) or something set its level already;
+Casella's own lines (queued, AUTH failed) stay at INFO.
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ import ssl
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from casella.blobs import BlobStore
 from casella.db import Database
 from casella.pipeline import build_stages
 from casella.settings import Settings
 from mailserver.errors import MailserverConfigError
-from mailserver.handler import Authenticator, SubmissionHandler
+from mailserver.handler import Authenticator, SubmissionHandler, SubmissionSMTP
 from mailserver.relay import RelayWorker
 
 log = logging.getLogger(__name__)
+SMTP_LOG = "mail.log"  # aiosmtpd's logger
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -51,6 +58,21 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+class SubmissionController(Controller):
+    """aiosmtpd's Controller serving `SubmissionSMTP` (AUTH checked off the event loop)."""
+
+    def factory(self) -> SMTP:
+        return SubmissionSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def quiet_smtp_log(settings: Settings) -> None:
+    """aiosmtpd's per-command INFO lines off, unless DEBUG logging is wanted or its level was set."""
+    smtp_log = logging.getLogger(SMTP_LOG)
+    if smtp_log.level == logging.NOTSET and settings.log_level != "DEBUG" \
+            and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        smtp_log.setLevel(logging.WARNING)
+
+
 class SubmissionServer:
     """The SMTP submission listener; `port` is the bound port (useful with port 0)."""
 
@@ -66,7 +88,8 @@ class SubmissionServer:
         implicit = settings.smtp_implicit_tls and context is not None
         handler = SubmissionHandler(db, BlobStore(settings.blob_dir), build_stages(settings),
                                     hostname=socket.getfqdn(), on_queued=on_queued.set if on_queued else None)
-        self.controller = Controller(
+        quiet_smtp_log(settings)
+        self.controller = SubmissionController(
             handler, hostname=host or None, port=port,
             ssl_context=context if implicit else None,
             # SMTP parameters

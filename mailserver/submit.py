@@ -21,7 +21,6 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from casella.blobs import BlobStore
@@ -52,19 +51,26 @@ class Queued:
     smtp_message_id: str
 
 
-def enqueue(submission: Submission, smtp_message_id: str) -> AfterWrite:
-    """The `after_write` hook that puts each newly stored message in the outbound queue."""
+def enqueue(submission: Submission, smtp_message_id: str,
+            queued: dict[int, OutboundMessage] | None = None) -> AfterWrite:
+    """The `after_write` hook that puts each newly stored message in the outbound queue;
+    with `queued`, the queue rows are left there by message id (their ids are set)."""
 
     def write(session: Session, batch: list[StoredMessage]) -> None:
         now = utcnow()
+        rows: dict[int, OutboundMessage] = {}
         for stored in batch:
-            session.add(OutboundMessage(
+            rows[stored.row.id] = row = OutboundMessage(
                 message_id=stored.row.id, account_id=stored.account.id, mail_from=submission.mail_from,
                 rcpt_tos=list(submission.rcpt_tos), state="queued", attempts=0, next_attempt_at=now,
-                created_at=now, smtp_message_id=smtp_message_id))
+                created_at=now, smtp_message_id=smtp_message_id)
+            session.add(row)
             session.add(MessageEvent(message_id=stored.row.id, actor=submission.username, action="submitted",
                                      detail={"mail_from": submission.mail_from, "rcpt_tos": list(submission.rcpt_tos)}))
         session.flush()
+        if queued is not None:  # a retried transaction replaces what a failed attempt left
+            queued.clear()
+            queued.update(rows)
 
     return write
 
@@ -127,22 +133,35 @@ def sent_folder(account: Account) -> str:
     return account.sent_folders[0] if account.sent_folders else DEFAULT_SENT_FOLDER
 
 
+def submission_target(session: Session, account_id: int) -> tuple[str, bool]:
+    """(the account's Sent folder, whether it is a PEC account): where a submission goes."""
+    account = session.get(Account, account_id)
+    assert account is not None
+    return sent_folder(account), bool(account.is_pec)
+
+
 def store_and_enqueue(db: Database, blobs: BlobStore, stages: Sequence[Stage], submission: Submission,
-                      smtp_message_id: str) -> Queued | None:
+                      smtp_message_id: str, *, target: tuple[str, bool] | None = None) -> Queued | None:
     """One transaction: Sent copy + protocol number + link + queue row. None when nothing
-    was queued (the same bytes were stored already)."""
-    with db.reading() as session:
-        account = session.get(Account, submission.account_id)
-        assert account is not None
-        folder = sent_folder(account)
+    was queued (the same bytes were stored already). `target`: `submission_target`, when
+    the caller has read it already.
+
+    The blobs are written first and synced while the transaction does its rows and stages;
+    the COMMIT waits for that sync (Storer.commit), so nothing refers to a blob that could
+    be lost."""
+    if target is None:
+        with db.reading() as session:
+            target = submission_target(session, submission.account_id)
+    folder, is_pec = target
     storer = Storer(db, blobs, stages, workers=1)
-    result = storer.store_batch(submission.account_id, [Incoming(raw=submission.raw, folder=folder)],
-                                source="submission", after_write=enqueue(submission, smtp_message_id))
+    prepared = storer.prepare_one(submission.account_id, Incoming(raw=submission.raw, folder=folder),
+                                  is_pec_account=is_pec)
+    queued: dict[int, OutboundMessage] = {}
+    result = storer.commit(prepared, source="submission", after_write=enqueue(submission, smtp_message_id, queued))
     if result.stored != 1:
         return None
     message_id = result.message_ids[0]
-    with db.reading() as session:
-        outbound_id = session.scalar(select(OutboundMessage.id).where(OutboundMessage.message_id == message_id))
-    if outbound_id is None:
+    row = queued.get(message_id)
+    if row is None or row.id is None:
         return None
-    return Queued(outbound_id, message_id, smtp_message_id)
+    return Queued(row.id, message_id, smtp_message_id)
