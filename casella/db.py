@@ -26,11 +26,15 @@ READ_ONLY = "casella_read_only"
 
 
 def make_engine(url: str) -> Engine:
+    # A webmail request may hold its read session while it opens a short write session (the
+    # read log) and a fresh read: with 40 request threads the default pool (5 + 10) starves.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # SQLite connections are file handles: no upper bound needed.
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               pool_size=10, max_overflow=-1)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
 def _configure_sqlite(engine: Engine) -> None:
