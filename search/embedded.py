@@ -13,7 +13,9 @@ released at once, so the daemon, `casella search` and `casella reindex` take tur
 
 from __future__ import annotations
 
+import heapq
 import logging
+import os
 import shutil
 import threading
 import time
@@ -38,6 +40,9 @@ VERSION_FILE = "casella-schema-version"
 WRITER_HEAP_BYTES = 64_000_000
 LOCK_WAIT_SECONDS = 30.0
 MAX_CANDIDATES = 10_000  # hits collected at most to order equal scores by date
+FIRST_CANDIDATES = 100  # hits a query without two-typo words collects first
+FEW_TERMS = 16  # values of a filter or grant field matched by term queries; more, by a term set
+FRESH_SECONDS = 2.0  # a meta.json younger than this is reloaded on every search
 STEM_WEIGHT, TYPO_WEIGHT, PREFIX_WEIGHT = 0.7, 0.3, 0.4
 PROTOCOL_BOOST = 3.0
 
@@ -52,6 +57,8 @@ class EmbeddedIndex:
         self.stem = build_analyzer(stem=True)
         self.highlighter = Highlighter(self.schema, self.plain, self.stem)
         self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader: tuple[tuple[int, int, int] | None, tantivy.Searcher] | None = None
         version_file = self.path / VERSION_FILE
         exists = self.path.is_dir() and any(self.path.iterdir())
         if exists and not (version_file.is_file() or (self.path / "meta.json").is_file()):
@@ -95,8 +102,7 @@ class EmbeddedIndex:
         self._write(lambda writer: writer.delete_all_documents())
 
     def count(self) -> int:
-        self.index.reload()
-        return int(self.index.searcher().num_docs)
+        return int(self._searcher().num_docs)
 
     def close(self) -> None:
         return None
@@ -108,6 +114,7 @@ class EmbeddedIndex:
             try:
                 work(writer)
                 writer.commit()
+                self._reader = None  # the next search reloads
             except BaseException:
                 writer.rollback()
                 raise
@@ -133,15 +140,16 @@ class EmbeddedIndex:
         musts = [q for p in parts if not p.negated for q in [self._part_query(p)] if q is not None]
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [(tantivy.Occur.Must, q) for q in musts]
         clauses += [(tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0))
-                    for q in (*self._filter_queries(query.filters), self._grant_query(grant))]
+                    for q in (*self._filter_queries(query.filters), self._grant_query(grant)) if q is not None]
+        if not clauses:  # no words, no filters, a grant that sees everything
+            clauses.append((tantivy.Occur.Must, tantivy.Query.all_query()))
         clauses += [(tantivy.Occur.MustNot, q)
                     for p in parts if p.negated for q in [self._part_query(p, exact=True)] if q is not None]
         full = tantivy.Query.boolean_query(clauses)
-        self.index.reload()
-        searcher = self.index.searcher()
+        searcher = self._searcher()
         want = query.offset + query.limit
         if musts:
-            ranked, total = self._ranked(searcher, full, want)
+            ranked, total = self._ranked(searcher, full, want, costly=self._two_typos(parts))
         else:  # filters only: newest first
             res = searcher.search(full, limit=want, count=True, order_by_field="date_ts", order=tantivy.Order.Desc)
             ranked, total = [(0.0, addr) for _, addr in res.hits], int(res.count or 0)
@@ -151,34 +159,63 @@ class EmbeddedIndex:
         hits = tuple(_hit(doc, score, snippet) for (score, _), doc, snippet in zip(page, docs, snippets))
         return SearchResults(hits, total, self.name)
 
-    def _ranked(self, searcher: tantivy.Searcher, q: tantivy.Query, want: int) -> tuple[list[Any], int]:
-        """The first `want` hits by score, then newest first: collect more while the score at
-        the page's end ties with the last collected one, so that a newer equal hit is never
-        cut off. Each round searches again, so when every hit is at most one more widening
-        away they are all collected at once."""
-        k = max(want + 20, 50)
-        while True:
-            res = searcher.search(q, limit=k, count=True)
-            hits = res.hits
-            total = int(res.count or 0)
-            if len(hits) < k or len(hits) <= want or len(hits) >= (res.count or k + 1) or k >= MAX_CANDIDATES \
-                    or _bucket(hits[-1][0]) < _bucket(hits[want - 1][0]):
-                break
-            k = min(k * 4, MAX_CANDIDATES)
-            if res.count and total <= k * 4:
-                k = min(total, MAX_CANDIDATES)
-        if len(hits) > want:  # only hits as relevant as the page's last can be on the page
-            last, end = _bucket(hits[want - 1][0]), want
-            while end < len(hits) and _bucket(hits[end][0]) >= last:
-                end += 1
-            hits = hits[:end]
-        addrs = [addr for _, addr in hits]
-        dates = searcher.fast_field_values("date_ts", addrs) if addrs else []
-        ids = searcher.fast_field_values("id", addrs) if addrs else []
-        order = sorted(range(len(hits)), key=lambda i: (-_bucket(hits[i][0]), -(dates[i] or 0), -(ids[i] or 0)))
-        return [hits[i] for i in order][:want], total
+    def _searcher(self) -> tantivy.Searcher:
+        """The searcher of the index's last commit. Reloading costs about a millisecond, so it
+        is done only when meta.json (rewritten by every commit, ours or another process's)
+        has changed since the last reload, or is so recent that a change within the file
+        system's timestamp granularity could go unseen."""
+        try:
+            st = os.stat(self.path / "meta.json")
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+            fresh = time.time() - st.st_mtime < FRESH_SECONDS
+        except OSError:
+            key, fresh = None, True
+        with self._read_lock:
+            if self._reader is None or fresh or key != self._reader[0]:
+                self.index.reload()
+                self._reader = (key, self.index.searcher())
+            return self._reader[1]
+
+    def _ranked(self, searcher: tantivy.Searcher, q: tantivy.Query, want: int, *,
+                costly: bool) -> tuple[list[Any], int]:
+        """The first `want` hits by score, then newest first (then highest id): the hits as
+        relevant as the page's last (a _bucket) are ordered by date, so that a newer equal hit
+        is never cut off, and they must all be collected (up to MAX_CANDIDATES). Typo and
+        prefix matches score as constants, so hundreds or thousands of hits often tie.
+        A `costly` query (one building two-typo automata, which take longer than collecting
+        every candidate) collects them all in its one search; any other first collects
+        FIRST_CANDIDATES and searches again for them all only when the page's last bucket
+        goes on past those."""
+        first = MAX_CANDIDATES if costly else FIRST_CANDIDATES
+        res = searcher.search(q, limit=max(want + 1, first), count=True)
+        hits, total = res.hits, int(res.count or 0)
+        if want < len(hits) < min(total, MAX_CANDIDATES) and _bucket(hits[-1][0]) >= _bucket(hits[want - 1][0]):
+            hits = searcher.search(q, limit=min(total, MAX_CANDIDATES), count=False).hits
+        if not hits or want <= 0:
+            return [], total
+        last = _bucket(hits[min(want, len(hits)) - 1][0])
+        # Scores come in descending order, so buckets too: binary searches find where the
+        # page's last bucket starts (those above it are all on the page) and where it ends.
+        start = _first(hits, 0, min(want, len(hits)), lambda s: _bucket(s) <= last)
+        end = _first(hits, want, len(hits), lambda s: _bucket(s) < last) if len(hits) > want else len(hits)
+        addrs = [addr for _, addr in hits[:end]]
+        dates = searcher.fast_field_values("date_ts", addrs)
+        ids = searcher.fast_field_values("id", addrs)
+        recency = [((d or 0) << 40) + (i or 0) for d, i in zip(dates, ids)]  # ids are far below 2**40
+        above = sorted(range(start), key=lambda i: (-_bucket(hits[i][0]), -recency[i]))
+        tied = heapq.nlargest(want - start, range(start, end), key=recency.__getitem__)
+        return [hits[i] for i in (*above, *tied)], total
 
     # ------------------------------------------------------------ query building
+    def _two_typos(self, parts: list[QueryPart]) -> bool:
+        """Whether _word_query builds two-typo automata for one of these parts."""
+        for part in parts:
+            if part.kind == "word" and not part.negated:
+                tokens = self.plain.analyze(part.text)
+                if len(tokens) == 1 and typo_budget(tokens[0]) > 1:
+                    return True
+        return False
+
     def _part_query(self, part: QueryPart, *, exact: bool = False) -> tantivy.Query | None:
         """A word, phrase or protocol number, in any text field (the best field counts)."""
         Q = tantivy.Query
@@ -204,7 +241,7 @@ class EmbeddedIndex:
             subs = [Q.term_query(self.schema, plain, token)]
             if stemmed and not exact and len(token) >= MIN_STEMMED:
                 subs.append(Q.boost_query(Q.term_query(self.schema, stemmed, stem), STEM_WEIGHT))
-            if budget:
+            if budget and not prefix:  # a prefix within `budget` typos also covers the whole word
                 subs.append(Q.boost_query(Q.fuzzy_term_query(self.schema, plain, token, budget), TYPO_WEIGHT))
             if prefix:
                 subs.append(Q.boost_query(Q.fuzzy_term_query(self.schema, plain, token, budget, prefix=True),
@@ -226,7 +263,7 @@ class EmbeddedIndex:
     def _filter_queries(self, f: SearchFilters) -> Iterable[tantivy.Query]:
         Q, s = tantivy.Query, self.schema
         if f.account_ids:
-            yield Q.term_set_query(s, "account_id", sorted(f.account_ids))
+            yield self._any_of(("account_id", sorted(f.account_ids)))
         if f.folder is not None:
             yield Q.term_query(s, "folder", f.folder)
         if f.since is not None or f.until is not None:
@@ -251,30 +288,39 @@ class EmbeddedIndex:
         if f.unknown:
             yield Q.term_query(s, "link_kind", "unknown")
 
-    def _grant_query(self, grant: Grant) -> tantivy.Query:
-        """casella/access.py's visible_clause, as tantivy clauses."""
-        Q, Occur, s = tantivy.Query, tantivy.Occur, self.schema
+    def _grant_query(self, grant: Grant) -> tantivy.Query | None:
+        """casella/access.py's visible_clause, as tantivy clauses; None when the grant sees
+        everything (a clause matching every document would only cost time)."""
+        Q, Occur = tantivy.Query, tantivy.Occur
         if grant.everything:
+            if not grant.private_account_ids:
+                return None
             mine = Q.all_query()
         elif grant.agent is not None:
-            parts = [Q.term_query(s, "agent", grant.agent)]
-            if grant.agent_company_ids:
-                parts.append(Q.term_set_query(s, "company_id", sorted(grant.agent_company_ids)))
-            mine = Q.boolean_query([(Occur.Should, q) for q in parts])
+            mine = self._any_of(("agent", [grant.agent]), ("company_id", sorted(grant.agent_company_ids)))
         else:
-            parts = []
-            if grant.account_ids:
-                parts.append(Q.term_set_query(s, "account_id", sorted(grant.account_ids)))
-            if grant.user_id is not None and grant.role == "operator":
-                parts.append(Q.term_query(s, "assigned_user_id", grant.user_id))
-            if grant.group_ids:
-                parts.append(Q.term_set_query(s, "assigned_group_id", sorted(grant.group_ids)))
-            mine = Q.boolean_query([(Occur.Should, q) for q in parts]) if parts else Q.empty_query()
+            mine = self._any_of(("account_id", sorted(grant.account_ids)),
+                                ("assigned_user_id",
+                                 [grant.user_id] if grant.user_id is not None and grant.role == "operator" else []),
+                                ("assigned_group_id", sorted(grant.group_ids)))
         if not grant.private_account_ids:
             return mine
-        hidden = Q.boolean_query([(Occur.Must, Q.term_set_query(s, "account_id", sorted(grant.private_account_ids))),
-                                  (Occur.MustNot, Q.term_query(s, "is_public", True))])
+        hidden = Q.boolean_query([(Occur.Must, self._any_of(("account_id", sorted(grant.private_account_ids)))),
+                                  (Occur.MustNot, Q.term_query(self.schema, "is_public", True))])
         return Q.boolean_query([(Occur.Must, mine), (Occur.MustNot, hidden)])
+
+    def _any_of(self, *fields: tuple[str, Sequence[Any]]) -> tantivy.Query:
+        """Documents with any of these values in any of these fields. A few values are term
+        queries, which the search skips through by their posting lists; a term set query
+        first collects every document of every value (all of an account's mail), which
+        costs more unless there are many values."""
+        Q, s = tantivy.Query, self.schema
+        queries = [q for name, values in fields if values
+                   for q in ([Q.term_set_query(s, name, list(values))] if len(values) > FEW_TERMS
+                             else [Q.term_query(s, name, v) for v in values])]
+        if not queries:
+            return Q.empty_query()
+        return queries[0] if len(queries) == 1 else Q.boolean_query([(tantivy.Occur.Should, q) for q in queries])
 
 
 def _hit(doc: tantivy.Document, score: float, snippet: str) -> SearchHit:
@@ -290,6 +336,18 @@ def _hit(doc: tantivy.Document, score: float, snippet: str) -> SearchHit:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _first(hits: list[Any], lo: int, hi: int, past: Callable[[float], bool]) -> int:
+    """The first index in [lo, hi) whose score is `past` (a predicate that, once true along the
+    descending scores, stays true), or hi."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if past(hits[mid][0]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _bucket(score: float) -> float:

@@ -103,7 +103,7 @@ def to_tantivy(doc: SearchDocument) -> tantivy.Document:
 
 
 def display_of(doc: tantivy.Document) -> dict[str, object]:
-    data: dict[str, object] = json.loads(bytes(doc.get_first("display") or b"{}"))
+    data: dict[str, object] = json.loads(bytes(doc.get_first("display") or b"{}").decode("utf-8"))
     return data
 
 
