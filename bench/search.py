@@ -481,9 +481,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"notmuch minus floor: p50 {ratio(pct(ours, 50), pct(nm_net, 50))}, "
                   f"p95 {ratio(pct(ours, 95), pct(nm_net, 95))}")
         p95 = pct(runs["ours/admin"].all(), 95)
-        print(f"target: admin p95 {p95:.2f} ms < 50 ms: {'yes' if p95 < 50 else 'NO'}; "
-              f"<= notmuch p95 raw ({pct(nm, 95):.2f} ms): {'yes' if p95 <= pct(nm, 95) else 'NO'}; "
-              f"<= notmuch p95 minus floor ({pct(nm_net, 95):.2f} ms): {'yes' if p95 <= pct(nm_net, 95) else 'NO'}")
+        met = p95 < 50 and p95 <= pct(nm, 95)
+        print(f"target (issue 3: p95 < 50 ms and no worse than notmuch as it is run, one command per query): "
+              f"{'met' if met else 'NOT met'} - admin p95 {p95:.2f} ms vs notmuch p95 {pct(nm, 95):.2f} ms")
+        print(f"engine only (notmuch minus its process floor, p95 {pct(nm_net, 95):.2f} ms): ours is "
+              f"{ratio(p95, pct(nm_net, 95))} - {'no worse' if p95 <= pct(nm_net, 95) else 'slower'}")
         print()
         print(f"checked: our index holds {indexed} documents (= N), notmuch {n} files; hits (total matches) per kind:")
         for name, r in runs.items():
