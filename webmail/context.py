@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
@@ -51,18 +52,21 @@ TEMPLATES = Path(__file__).parent / "templates"
 MAX_UPLOAD_BYTES = 35 << 20
 
 
+ZONE = ZoneInfo("Europe/Rome")
+
+
 def _format_datetime(value: Any, fmt: str = "short") -> str:
+    """Local time of day for today's dates, the date otherwise ("short"), or both ("long")."""
     if value is None:
         return ""
-    from zoneinfo import ZoneInfo
-
-    local = value.astimezone(ZoneInfo("Europe/Rome"))
-    today = utcnow().astimezone(ZoneInfo("Europe/Rome")).date()
-    if fmt == "short" and local.date() == today:
-        return local.strftime("%H:%M")
+    local = value.astimezone(ZONE)
     if fmt == "short":
-        return local.strftime("%d/%m/%Y")
+        return local.strftime("%H:%M") if local.date() == _today() else local.strftime("%d/%m/%Y")
     return local.strftime("%d/%m/%Y %H:%M")
+
+
+def _today() -> Any:
+    return utcnow().astimezone(ZONE).date()
 
 
 def _filesize(n: int | None) -> str:
