@@ -4,6 +4,8 @@ it is there, else the copy shipped in casella.demo.corpus)."""
 
 from __future__ import annotations
 
+import os
+import platform
 import signal
 import subprocess
 import sys
@@ -75,3 +77,23 @@ def generate(count: int, seed: int, out: Path) -> str:
 
     write_maildir(count, out, seed=seed)
     return "casella.demo.corpus"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, printed beside them."""
+    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
+            "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def work_dir(keep: Path | None, prefix: str) -> Path:
+    """--keep DIR (new or empty, kept), else a new temporary directory (removed by the caller)."""
+    import tempfile
+
+    if keep is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    work = keep.resolve()
+    if work.exists() and any(work.iterdir()):
+        raise BenchFailure(f"--keep {work}: the directory is not empty")
+    work.mkdir(parents=True, exist_ok=True)
+    return work

@@ -36,11 +36,9 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -59,7 +57,9 @@ ACCOUNT = "bench"
 FETCH_KEYS = [b"BODY.PEEK[]", b"INTERNALDATE"]  # what ingest/imap.py fetches
 
 
-from bench.harness import BenchFailure, BenchTimeout, generate, note, remaining, run, start_clock  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BenchFailure, BenchTimeout, generate, machine, note, remaining, run, start_clock, work_dir,
+)
 
 
 
@@ -274,12 +274,6 @@ def verify(env: dict[str, str], expected: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- report
-def machine() -> dict[str, Any]:
-    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def table(rows: list[Row]) -> str:
     lines = [f"{'':<12} {'seconds':>9} {'messages/s':>11}  ",
              f"{'-' * 12} {'-' * 9} {'-' * 11}"]
@@ -311,13 +305,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start_clock(args.timeout)
 
-    if args.keep is not None:
-        work = args.keep.resolve()
-        if work.exists() and any(work.iterdir()):
-            ap.error(f"--keep {work}: the directory is not empty")
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="casella-bench-"))
+    try:
+        work = work_dir(args.keep, "casella-bench-")
+    except BenchFailure as exc:
+        ap.error(str(exc))
     contacts = None if args.contacts.lower() == "none" else Path(args.contacts)
     if contacts is not None and not contacts.is_file():
         ap.error(f"--contacts {contacts}: no such file")

@@ -56,7 +56,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import re
 import select
 import shutil
@@ -64,7 +63,6 @@ import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -101,6 +99,8 @@ from bench.harness import (
     BenchFailure,
     BenchTimeout,
     generate,
+    machine,
+    work_dir,
     note,
     remaining,
     run,
@@ -612,12 +612,6 @@ def stored_counts(env: dict[str, str]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- report
-def machine() -> dict[str, Any]:
-    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def table(rows: list[Row]) -> str:
     lines = [f"{'':<19} {'seconds':>8} {'messages/s':>11}",
              f"{'-' * 19} {'-' * 8} {'-' * 11}"]
@@ -650,13 +644,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--count must be at least 1")
 
     start_clock(args.timeout)
-    if args.keep is not None:
-        work = args.keep.resolve()
-        if work.exists() and any(work.iterdir()):
-            ap.error(f"--keep {work}: the directory is not empty")
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="casella-bench-outbound-"))
+    try:
+        work = work_dir(args.keep, "casella-bench-outbound-")
+    except BenchFailure as exc:
+        ap.error(str(exc))
 
     sink: Sink | None = None
     server: Mailserver | None = None

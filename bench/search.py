@@ -54,12 +54,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +76,9 @@ LIMIT = 20
 NO_MATCH = "id:no-such-message@bench.invalid"  # notmuch's floor: spawn, open, one term, exit
 
 
-from bench.harness import BenchFailure, BenchTimeout, generate, note, remaining, run, start_clock  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BenchFailure, BenchTimeout, generate, machine, note, remaining, run, start_clock, work_dir,
+)
 
 
 
@@ -318,12 +318,6 @@ def floor(binary: str, env: dict[str, str], cmd: list[str], n: int) -> list[floa
 
 
 # ----------------------------------------------------------------- report
-def machine() -> dict[str, Any]:
-    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def latency_table(kinds: list[Kind], runs: dict[str, Timings], floor_s: float) -> str:
     cols = list(runs)
     head = f"{'kind':<9} {'query (ours)':<20}" + "".join(f" {c + ' p50/p95':>24}" for c in cols) \
@@ -363,13 +357,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start_clock(args.timeout)
 
-    if args.keep is not None:
-        work = args.keep.resolve()
-        if work.exists() and any(work.iterdir()):
-            ap.error(f"--keep {work}: the directory is not empty")
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="casella-bench-search-"))
+    try:
+        work = work_dir(args.keep, "casella-bench-search-")
+    except BenchFailure as exc:
+        ap.error(str(exc))
     contacts = None if args.contacts.lower() == "none" else Path(args.contacts)
     if contacts is not None and not contacts.is_file():
         ap.error(f"--contacts {contacts}: no such file")

@@ -20,10 +20,9 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from casella.access import Grant, visible_clause
+from casella.messages import link_names
 from casella.models import (
     Account,
-    Company,
-    Contact,
     Message,
     MessagePec,
     MessagePratica,
@@ -368,15 +367,7 @@ def decorate(session: Session, rows: list[Any], user_id: int) -> list[Row]:
     users = {r.assigned_user_id for r in rows if r.assigned_user_id}
     names = {i: d or u for i, d, u in session.execute(
         select(User.id, User.display_name, User.username).where(User.id.in_(users)))} if users else {}
-    contacts = {r.contact_id for r in rows if r.link_kind == "contact" and r.contact_id}
-    companies = {r.company_id for r in rows if r.link_kind == "company" and r.company_id}
-    link_names: dict[tuple[str, int], str] = {}
-    if contacts:
-        link_names.update((("contact", i), n) for i, n in session.execute(
-            select(Contact.id, Contact.name).where(Contact.id.in_(contacts))))
-    if companies:
-        link_names.update((("company", i), n) for i, n in session.execute(
-            select(Company.id, Company.name).where(Company.id.in_(companies))))
+    names_of_links = link_names(session, rows)
     out = []
     for r in rows:
         link_id = r.contact_id if r.link_kind == "contact" else r.company_id if r.link_kind == "company" else None
@@ -385,7 +376,7 @@ def decorate(session: Session, rows: list[Any], user_id: int) -> list[Row]:
             subject=r.subject, from_name=r.from_name, from_addr=r.from_addr, to=r.to or [], date=r.date,
             has_attachments=r.has_attachments, status=r.status, protocol=protocols.get(r.id),
             assigned=names.get(r.assigned_user_id) if r.assigned_user_id else None,
-            link_name=link_names.get((r.link_kind, link_id)) if link_id else None, link_kind=r.link_kind,
+            link_name=names_of_links.get((r.link_kind, link_id)) if link_id else None, link_kind=r.link_kind,
             pec_kind=pec.get(r.id), unread=r.id not in seen, tags=sorted(tags.get(r.id, []))))
     return out
 
