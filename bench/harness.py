@@ -97,3 +97,21 @@ def work_dir(keep: Path | None, prefix: str) -> Path:
         raise BenchFailure(f"--keep {work}: the directory is not empty")
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+def notmuch_env(maildir: Path, work: Path, *, synchronize_flags: bool = False) -> dict[str, str]:
+    """The environment of a notmuch of our own: its config in `work`, its database for
+    `maildir`, nothing from the user's notmuch (NOTMUCH_* dropped, HOME moved)."""
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "notmuch-config"
+    config.write_text(
+        "[database]\n"
+        f"path={maildir}\n"
+        "[user]\nname=Bench\nprimary_email=bench@example.invalid\n"
+        "[new]\ntags=unread;inbox;\nignore=\n"
+        "[search]\nexclude_tags=\n"
+        f"[maildir]\nsynchronize_flags={'true' if synchronize_flags else 'false'}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTMUCH_")}
+    env.update(NOTMUCH_CONFIG=str(config), HOME=str(work))
+    return env

@@ -58,7 +58,8 @@ FETCH_KEYS = [b"BODY.PEEK[]", b"INTERNALDATE"]  # what ingest/imap.py fetches
 
 
 from bench.harness import (  # noqa: E402
-    BenchFailure, BenchTimeout, generate, machine, note, remaining, run, start_clock, work_dir,
+    BenchFailure, BenchTimeout, generate, machine, note, notmuch_env, remaining, run, start_clock,
+    work_dir,
 )
 
 
@@ -115,18 +116,7 @@ def notmuch_new(maildir: Path, work: Path, expected: int) -> tuple[Row, str]:
     binary = shutil.which("notmuch")
     if binary is None:
         raise BenchFailure("notmuch is not installed (apt-get install notmuch; scripts/test-deps.sh)")
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "notmuch-config"
-    config.write_text(
-        "[database]\n"
-        f"path={maildir}\n"
-        "[user]\nname=Bench\nprimary_email=bench@example.invalid\n"
-        "[new]\ntags=unread;inbox;\nignore=\n"
-        "[search]\nexclude_tags=\n"
-        "[maildir]\nsynchronize_flags=true\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTMUCH_")}
-    env.update(NOTMUCH_CONFIG=str(config), HOME=str(work))
+    env = notmuch_env(maildir, work, synchronize_flags=True)
     got = run([binary, "config", "get", "database.path"], env=env).stdout.strip()
     if Path(got).resolve() != maildir.resolve():
         raise BenchFailure(f"notmuch does not use the benchmark config (database.path is {got!r})")

@@ -77,7 +77,8 @@ NO_MATCH = "id:no-such-message@bench.invalid"  # notmuch's floor: spawn, open, o
 
 
 from bench.harness import (  # noqa: E402
-    BenchFailure, BenchTimeout, generate, machine, note, remaining, run, start_clock, work_dir,
+    BenchFailure, BenchTimeout, generate, machine, note, notmuch_env, remaining, run, start_clock,
+    work_dir,
 )
 
 
@@ -146,22 +147,6 @@ def reindex_ours(settings: Any) -> tuple[float, int]:
         return time.perf_counter() - t0, done
     finally:
         db.dispose()
-
-
-def notmuch_env(maildir: Path, work: Path) -> dict[str, str]:
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "notmuch-config"
-    config.write_text(
-        "[database]\n"
-        f"path={maildir}\n"
-        "[user]\nname=Bench\nprimary_email=bench@example.invalid\n"
-        "[new]\ntags=unread;inbox;\nignore=\n"
-        "[search]\nexclude_tags=\n"
-        "[maildir]\nsynchronize_flags=false\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTMUCH_")}
-    env.update(NOTMUCH_CONFIG=str(config), HOME=str(work))
-    return env
 
 
 def notmuch_new(binary: str, maildir: Path, env: dict[str, str], expected: int) -> tuple[float, str]:

@@ -528,9 +528,7 @@ def sent(ctx: Ctx) -> Response:
     state = sent_state(ctx, msg.id)
     if ctx.query.get("format") == "json":
         return JSONResponse({**state, "label": state_label(state["state"])})
-    has_message_page = any(getattr(r, "path", "") == "/mail/{message_id:int}" for r in ctx.request.app.routes)
     return ctx.render("compose.html", sent=msg, state=state, state_label=state_label(state["state"]),
-                      has_message_page=has_message_page,
                       tree=folder_tree(ctx.db, ctx.grant, ctx.user.id), filters=None,
                       saved_views=saved_views_for(ctx))
 

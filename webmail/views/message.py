@@ -265,7 +265,8 @@ def show(ctx: Ctx) -> Response:
     in_body = {a.id for a in attachments if a.content_id and f"cid:{a.content_id.strip('<>').lower()}" in html_lower}
     allow_remote, always = _remote_allowed(ctx, msg)
     as_text = ctx.query.get("text") == "1" or not msg.body_html.strip()
-    blocked = _sanitised(ctx, msg, allow_remote).blocked if msg.body_html.strip() else 0
+    # Only the count is shown here (the body is its own document, /body): no inline images read.
+    blocked = sanitise_html(msg.body_html).blocked if msg.body_html.strip() and not allow_remote else 0
     reports = _reports(db, msg.id)
     from webmail.views.compose import sent_state, state_label
 

@@ -137,7 +137,7 @@ def search(ctx: Ctx) -> Response:
     exact = None
     if results is not None and proto is not None:
         exact = next((h for h in results.hits if h.protocol and short_protocol(h.protocol) == proto), None)
-        if exact is not None and not partial and ctx.query.get("list") != "1" and has_message_page(ctx):
+        if exact is not None and not partial and ctx.query.get("list") != "1":
             return ctx.redirect(f"/mail/{exact.id}")
     rows = _rows(results.hits) if results is not None else []
     params = {"q": text, **{k: v for k, v in given.items() if v}}
@@ -155,10 +155,6 @@ def search(ctx: Ctx) -> Response:
         prev_url="/search?" + urlencode({**params, "page": page - 1}) if page > 1 else None,
         query_string=urlencode(params), saved_views=saved_views_for(ctx), pec_kinds=_pec_kinds(),
         engine=results.engine if results else "")
-
-
-def has_message_page(ctx: Ctx) -> bool:
-    return any(getattr(r, "path", "") == "/mail/{message_id:int}" for r in ctx.request.app.routes)
 
 
 def _pec_kinds() -> tuple[str, ...]:
