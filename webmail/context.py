@@ -110,6 +110,7 @@ class Ctx:
     form: FormData | None
     lang: str
     remote_images: bool = False  # set by a view that shows remote content on purpose
+    wrote: bool = False  # the request committed a write (ctx.db, read before, does not show it)
 
     @property
     def settings(self) -> Settings:
@@ -131,6 +132,7 @@ class Ctx:
     def write(self) -> Iterator[Session]:
         with self.app.db.session() as session:
             yield session
+        self.wrote = True
 
     def audit(self, session: Session, action: str, target: str = "", **detail: Any) -> None:
         session.add(AuditLog(actor=self.user.username if self.user else "anonymous", action=action,
@@ -155,6 +157,23 @@ class Ctx:
     def require_role(self, *roles: str) -> None:
         if self.user is None or self.user.role not in roles:
             raise HTTPException(403, i18n._("You are not allowed to do this."))
+
+    @property
+    def unread_mentions(self) -> int:
+        """The user's unseen @mentions (the top bar's badge), counted once, and only when a
+        template asks."""
+        if "_unread_mentions" not in self.__dict__:
+            from webmail.mentions import unread_count
+
+            count = 0
+            if self.user is not None and self.grant is not None:
+                if self.wrote:  # ctx.db predates this request's writes (opening a message marks its mentions seen)
+                    with self.app.db.reading() as fresh:
+                        count = unread_count(fresh, self.user.id, self.grant)
+                else:
+                    count = unread_count(self.db, self.user.id, self.grant)
+            self.__dict__["_unread_mentions"] = count
+        return int(self.__dict__["_unread_mentions"])
 
 
 View = Callable[[Ctx], Response]

@@ -20,7 +20,7 @@ from casella.models.search_outbox import SearchOutbox
 from casella.models.signature import Signature
 from casella.models.thread import Thread, ThreadRef
 from casella.models.user import ASSIGNMENT_POLICIES, ROLES, Group, GroupMember, MailboxPermission, User
-from casella.models.webmail import (AuditLog, Draft, LoginAttempt, MessageNote, MessageSeen, ReadLog,
+from casella.models.webmail import (AuditLog, Draft, LoginAttempt, MessageNote, MessageSeen, NoteMention, ReadLog,
                                     RemoteContentAllow, SavedView, WebSession)
 
 __all__ = [
@@ -31,5 +31,5 @@ __all__ = [
     "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
     "User", "format_protocol", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
     "REPORT_KINDS", "MessageReport", "Signature", "AuditLog", "Draft", "LoginAttempt", "MessageNote",
-    "MessageSeen", "ReadLog", "RemoteContentAllow", "SavedView", "WebSession",
+    "MessageSeen", "NoteMention", "ReadLog", "RemoteContentAllow", "SavedView", "WebSession",
 ]

@@ -1,5 +1,5 @@
 """What people do in the webmail: sessions, read log and per-user read state, internal
-notes, drafts, saved views, remote-content permissions and the audit log."""
+notes and their @mentions, drafts, saved views, remote-content permissions and the audit log."""
 
 from __future__ import annotations
 
@@ -72,6 +72,20 @@ class MessageNote(Base):
     body: Mapped[str] = mapped_column(Text)
     mentions: Mapped[list[str]] = mapped_column(JSON, default=list)  # usernames
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NoteMention(Base):
+    """A user named with @username in a note (not its author): their notification, unseen
+    until they open the message or mark their mentions seen (webmail/mentions.py)."""
+
+    __tablename__ = "note_mention"
+    __table_args__ = (Index("ix_note_mention_user_seen", "user_id", "seen_at"),)
+
+    note_id: Mapped[int] = mapped_column(ForeignKey("message_note.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Draft(Base):

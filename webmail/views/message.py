@@ -46,6 +46,7 @@ from casella.models import (
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import adjust_unread, folder_tree, visible_message
+from webmail.mentions import mark_seen
 from webmail.sanitize import linkify_text, sanitise_html
 
 # Shown in the browser (?inline=1) only for these types; everything else is downloaded.
@@ -229,6 +230,7 @@ def _record_reading(ctx: Ctx, message_id: int) -> bool:
     try:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
+            mark_seen(w, ctx.user.id, message_id)  # its @mentions of this user
             if w.get(MessageSeen, (ctx.user.id, message_id)) is not None:
                 return False
             w.add(MessageSeen(user_id=ctx.user.id, message_id=message_id))
@@ -236,6 +238,7 @@ def _record_reading(ctx: Ctx, message_id: int) -> bool:
     except IntegrityError:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
+            mark_seen(w, ctx.user.id, message_id)
         return False
 
 

@@ -38,6 +38,7 @@ from search.outbox import enqueue
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import forget_counts, visible_message
+from webmail.mentions import notify
 from webmail.presence import STATES, key_for, registry
 from webmail.work import (
     MAX_NOTE,
@@ -202,7 +203,7 @@ def tags(ctx: Ctx) -> Response:
 @route("/mail/{message_id:int}/notes", ("POST",))
 def notes(ctx: Ctx) -> Response:
     """An internal note. It is stored, shown in the panel and in the history; it is never
-    sent anywhere."""
+    sent anywhere. The colleagues it names with @username are told (webmail/mentions.py)."""
     assert ctx.user is not None
     msg = _message(ctx, "notes")
     body = ctx.f("body").strip()
@@ -215,6 +216,7 @@ def notes(ctx: Ctx) -> Response:
         note = MessageNote(message_id=row.id, user_id=ctx.user.id, body=body, mentions=named)
         w.add(note)
         w.flush()
+        notify(w, note)
         _record(ctx, w, row.id, "note", {"note": note.id, "mentions": named}, index=False)
     return _done(ctx, msg.id)
 
