@@ -90,5 +90,5 @@ def create_app(settings: Settings, db: Database) -> Starlette:
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
                     exception_handlers={HTTPException: http_error})
-    app.state.casella = App(settings=settings, db=db, templates=templates, presence=Presence())
+    app.state.casella = App(settings=settings, db=db, templates=templates, presence=Presence(db))
     return app

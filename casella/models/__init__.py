@@ -13,6 +13,7 @@ from casella.models.message_pec import MessagePec
 from casella.models.quarantine import QuarantineEntry
 from casella.models.registration import ProtocolCounter, ProtocolRegistry, Registration, format_protocol
 from casella.models.outbound import AccountSmtp, OutboundMessage, SenderIdentity
+from casella.models.presence import PresenceEntry
 from casella.models.pratica import PRATICA_STATUSES, MessagePratica, MessageTag, Pratica
 from casella.models.rule import RoutingRule
 from casella.models.report import REPORT_KINDS, MessageReport
@@ -31,5 +32,5 @@ __all__ = [
     "GroupMember", "MailboxPermission", "MessagePratica", "MessageTag", "Pratica", "RoutingRule", "SearchOutbox",
     "User", "format_protocol", "AccountSmtp", "OutboundMessage", "SenderIdentity", "MessagePec",
     "REPORT_KINDS", "MessageReport", "Signature", "AuditLog", "Draft", "LoginAttempt", "MessageNote",
-    "MessageSeen", "NoteMention", "ReadLog", "RemoteContentAllow", "SavedView", "WebSession",
+    "MessageSeen", "NoteMention", "PresenceEntry", "ReadLog", "RemoteContentAllow", "SavedView", "WebSession",
 ]

@@ -372,37 +372,3 @@ def test_browser_works_on_a_phone(office: Office, browser: Any) -> None:
         assert width <= 380, f"the page scrolls sideways on a phone ({width}px)"
     finally:
         ctx.close()
-
-
-
-
-def test_presence_registry_rules() -> None:
-    import threading
-    from types import SimpleNamespace
-
-    from webmail.presence import Presence, key_for
-
-    p = Presence()
-    p.touch("thread:1", "olga", "replying", "Olga")
-    p.touch("thread:1", "olga", "viewing", "Olga")  # her message tab does not hide her reply
-    p.touch("thread:1", "dario", "viewing", "Dario")
-    assert [(h.username, h.state) for h in p.others("thread:1", "anna")] == [("olga", "replying"), ("dario", "viewing")]
-    assert [h.username for h in p.others("thread:1", "olga")] == ["dario"]
-    p.leave("thread:1", "olga")
-    assert [h.username for h in p.others("thread:1", "anna")] == ["dario"]
-    gone = Presence(expiry=0.0)  # nothing lasts: an entry is expired as soon as written
-    gone.touch("message:5", "olga", "viewing")
-    assert gone.others("message:5", "anna") == []
-    # Messages of one conversation share a key; a message alone has its own.
-    assert key_for(SimpleNamespace(id=5, thread_id=9)) == key_for(SimpleNamespace(id=6, thread_id=9)) == "thread:9"
-    assert key_for(SimpleNamespace(id=5, thread_id=None)) == "message:5"
-    # Many threads at once: no lost update, no error.
-    def work(n: int) -> None:
-        for i in range(200):
-            p.touch(f"thread:{i % 7}", f"user{n}", "viewing")
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert {h.username for h in p.others("thread:3", "nobody")} == {f"user{n}" for n in range(8)}
