@@ -15,10 +15,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    false,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from casella.models import Account, Company, GroupMember, MailboxPermission, Message, User
+from casella.models import (
+    Account,
+    Company,
+    GroupMember,
+    MailboxPermission,
+    Message,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +54,28 @@ class Grant:
     own_account_ids: frozenset[int] = frozenset()  # personal mailboxes of this user
 
 
+# Everything a grant depends on besides the user row, in one round trip (built once):
+# (kind, id, owner) for personal mailboxes, the user's groups, the accounts granted to them
+# or their groups, and — for an agent — their companies.
+_FACTS = union_all(
+    select(literal_column("'owner'"), Account.id, Account.owner_user_id).where(Account.owner_user_id.is_not(None)),
+    select(literal_column("'group'"), GroupMember.group_id, null()).where(GroupMember.user_id == bindparam("user_id")),
+    select(literal_column("'account'"), MailboxPermission.account_id, null()).where(or_(
+        MailboxPermission.user_id == bindparam("user_id"),
+        MailboxPermission.group_id.in_(select(GroupMember.group_id).where(GroupMember.user_id == bindparam("user_id"))))),
+    select(literal_column("'company'"), Company.id, null()).where(Company.agent == bindparam("agent")),
+)
+
+
 def grant_for(session: Session, user: User) -> Grant:
-    owned = dict(session.execute(select(Account.id, Account.owner_user_id)
-                                 .where(Account.owner_user_id.is_not(None))).all())
+    owned: dict[int, int] = {}
+    facts: dict[str, set[int]] = {"group": set(), "account": set(), "company": set()}
+    agent = user.username if user.role == "agent" else None
+    for kind, ident, owner in session.execute(_FACTS, {"user_id": user.id, "agent": agent}):
+        if kind == "owner":
+            owned[ident] = owner
+        else:
+            facts[kind].add(ident)
     private = frozenset(a for a, owner in owned.items() if owner != user.id)
     own = frozenset(a for a, owner in owned.items() if owner == user.id)
     if not user.active:
@@ -47,14 +83,11 @@ def grant_for(session: Session, user: User) -> Grant:
     if user.role in ("admin", "manager"):
         return Grant(user.username, user.role, everything=True, user_id=user.id, private_account_ids=private,
                      own_account_ids=own)
-    groups = frozenset(session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user.id)))
-    accounts = frozenset(session.scalars(select(MailboxPermission.account_id).where(or_(
-        MailboxPermission.user_id == user.id,
-        MailboxPermission.group_id.in_(groups) if groups else false()))))
+    groups = frozenset(facts["group"])
+    accounts = frozenset(facts["account"])
     if user.role == "agent":
-        companies = frozenset(session.scalars(select(Company.id).where(Company.agent == user.username)))
-        return Grant(user.username, user.role, user_id=user.id, agent=user.username, agent_company_ids=companies,
-                     private_account_ids=private, own_account_ids=own)
+        return Grant(user.username, user.role, user_id=user.id, agent=user.username,
+                     agent_company_ids=frozenset(facts["company"]), private_account_ids=private, own_account_ids=own)
     if user.role == "marketing":
         return Grant(user.username, user.role, account_ids=accounts, user_id=user.id,
                      private_account_ids=private, own_account_ids=own)

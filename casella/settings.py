@@ -65,10 +65,13 @@ class Settings:
     relay_timeout_seconds: float = 60.0
     # PEC: a sent PEC still without delivery receipts after this many hours is overdue.
     pec_delivery_timeout_hours: float = 24.0
-    # Webmail (webmail/): listen address, session lifetime, cookies only over HTTPS.
+    # Webmail (webmail/): listen address, session lifetime, cookies only over HTTPS, and the
+    # threads of a process that run views at once (more only fight over Python's interpreter
+    # lock: the other requests wait their turn, which is faster).
     web_listen: str = "127.0.0.1:8025"
     web_session_hours: float = 12.0
     web_secure_cookies: bool = False
+    web_threads: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -142,6 +145,7 @@ class Settings:
             web_listen=get("WEB_LISTEN", "127.0.0.1:8025").strip(),
             web_session_hours=get_float("WEB_SESSION_HOURS", 12.0),
             web_secure_cookies=get_bool("WEB_SECURE_COOKIES", False),
+            web_threads=max(1, get_int("WEB_THREADS", 2)),
         )
 
 

@@ -13,18 +13,21 @@ transaction (on SQLite, writes queue; reads never wait for them).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import anyio
+import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -65,8 +68,16 @@ def _format_datetime(value: Any, fmt: str = "short") -> str:
     return local.strftime("%d/%m/%Y %H:%M")
 
 
+_today_memo: tuple[int, Any] = (0, None)
+
+
 def _today() -> Any:
-    return utcnow().astimezone(ZONE).date()
+    """Today in Rome (a list formats fifty dates: worked out once a second, not per date)."""
+    global _today_memo
+    second = int(time.time())
+    if _today_memo[0] != second:
+        _today_memo = (second, utcnow().astimezone(ZONE).date())
+    return _today_memo[1]
 
 
 def _filesize(n: int | None) -> str:
@@ -79,8 +90,9 @@ def _filesize(n: int | None) -> str:
 
 
 def make_templates() -> Environment:
+    # auto_reload off: templates are part of the release, not looked at on disk per request.
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     env.install_gettext_callables(i18n.gettext_, i18n.ngettext_, newstyle=True)  # type: ignore[attr-defined]
     env.filters["dt"] = _format_datetime
     env.filters["filesize"] = _filesize
@@ -97,6 +109,15 @@ class App:
     templates: Environment
     presence: Any = None  # webmail.presence.Presence
     extras: dict[str, Any] = field(default_factory=dict)
+    _limiter: anyio.CapacityLimiter | None = None
+
+    def view_limiter(self) -> anyio.CapacityLimiter:
+        """At most `web_threads` views run at once in this process (made on first use, in
+        the event loop). Python runs one thread at a time: twenty threads each holding a
+        request only take turns slower than two threads and a queue."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.settings.web_threads)
+        return self._limiter
 
 
 @dataclass
@@ -192,7 +213,8 @@ def route(path: str, methods: Sequence[str] = ("GET",), *, public: bool = False,
                     return Response("Cross-site request refused.", status_code=403, media_type="text/plain")
                 form = await request.form(max_files=20, max_fields=2000, max_part_size=MAX_UPLOAD_BYTES)
             try:
-                return await run_in_threadpool(_run, view, request, form, public, roles)
+                return await anyio.to_thread.run_sync(partial(_run, view, request, form, public, roles),
+                                                      limiter=request.app.state.casella.view_limiter())
             finally:
                 if form is not None:
                     await form.close()

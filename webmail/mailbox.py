@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from casella.access import Grant, visible_clause
-from casella.messages import link_names
 from casella.models import (
     Account,
+    Company,
+    Contact,
     Message,
     MessagePec,
     MessagePratica,
@@ -170,7 +171,7 @@ def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
     """Every mailbox and folder the user may see, with total and unread counts, cached a
     few seconds per user (the tree is on every page). One request counts at a time per
     user; the others meanwhile get the previous counts, or wait for the first ones."""
-    key = (user_id, grant)
+    key = (user_id, grant, str(session.get_bind().url))  # one process may serve several databases (tests)
     with _counts_lock:
         hit = _counts_cache.get(key)
         if hit and time.monotonic() - hit[0] < COUNTS_TTL:
@@ -349,35 +350,46 @@ def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cu
     return Page(decorate(session, rows, user_id), encode_cursor(rows[-1].date, rows[-1].id) if more and rows else None)
 
 
+_assignee = aliased(User)
+# Built once: a statement made anew on every call costs more to build and look up in
+# SQLAlchemy's cache than to run.
+_DECORATIONS = (
+    select(Message.id, Account.name.label("account"), Registration.year, Registration.number,
+           MessageSeen.message_id.label("seen"), MessagePec.kind.label("pec_kind"),
+           _assignee.display_name, _assignee.username, Contact.name.label("contact"), Company.name.label("company"))
+    .select_from(Message)
+    .join(Account, Account.id == Message.account_id)
+    .outerjoin(Registration, Registration.message_id == Message.id)
+    .outerjoin(MessageSeen, and_(MessageSeen.message_id == Message.id, MessageSeen.user_id == bindparam("user_id")))
+    .outerjoin(MessagePec, MessagePec.message_id == Message.id)
+    .outerjoin(_assignee, _assignee.id == Message.assigned_user_id)
+    .outerjoin(Contact, and_(Contact.id == Message.contact_id, Message.link_kind == "contact"))
+    .outerjoin(Company, and_(Company.id == Message.company_id, Message.link_kind == "company"))
+    .where(Message.id.in_(bindparam("ids", expanding=True))))
+
+
 def decorate(session: Session, rows: list[Any], user_id: int) -> list[Row]:
-    """Turn bare list columns into `Row`s with names, protocol, unread and tags: a few
-    batched queries per page, never one per row."""
+    """Turn bare list columns into `Row`s with names, protocol, unread and tags: two
+    queries per page (one with every one-to-one decoration joined, one for tags), never
+    one per row."""
     if not rows:
         return []
     ids = [r.id for r in rows]
-    accounts = dict(session.execute(select(Account.id, Account.name)).all())
-    protocols = {m: format_protocol(y, n) for m, y, n in session.execute(
-        select(Registration.message_id, Registration.year, Registration.number).where(Registration.message_id.in_(ids)))}
-    seen = set(session.scalars(select(MessageSeen.message_id).where(MessageSeen.user_id == user_id,
-                                                                    MessageSeen.message_id.in_(ids))))
-    pec = dict(session.execute(select(MessagePec.message_id, MessagePec.kind).where(MessagePec.message_id.in_(ids))).all())
+    extra = {d.id: d for d in session.execute(_DECORATIONS, {"user_id": user_id, "ids": ids})}
     tags: dict[int, list[str]] = {}
     for m, t in session.execute(select(MessageTag.message_id, MessageTag.tag).where(MessageTag.message_id.in_(ids))):
         tags.setdefault(m, []).append(t)
-    users = {r.assigned_user_id for r in rows if r.assigned_user_id}
-    names = {i: d or u for i, d, u in session.execute(
-        select(User.id, User.display_name, User.username).where(User.id.in_(users)))} if users else {}
-    names_of_links = link_names(session, rows)
     out = []
     for r in rows:
-        link_id = r.contact_id if r.link_kind == "contact" else r.company_id if r.link_kind == "company" else None
+        d = extra[r.id]
         out.append(Row(
-            id=r.id, account=accounts.get(r.account_id, ""), folder=r.folder, direction=r.direction,
+            id=r.id, account=d.account, folder=r.folder, direction=r.direction,
             subject=r.subject, from_name=r.from_name, from_addr=r.from_addr, to=r.to or [], date=r.date,
-            has_attachments=r.has_attachments, status=r.status, protocol=protocols.get(r.id),
-            assigned=names.get(r.assigned_user_id) if r.assigned_user_id else None,
-            link_name=names_of_links.get((r.link_kind, link_id)) if link_id else None, link_kind=r.link_kind,
-            pec_kind=pec.get(r.id), unread=r.id not in seen, tags=sorted(tags.get(r.id, []))))
+            has_attachments=r.has_attachments, status=r.status,
+            protocol=format_protocol(d.year, d.number) if d.number is not None else None,
+            assigned=(d.display_name or d.username) if r.assigned_user_id else None,
+            link_name=d.contact or d.company, link_kind=r.link_kind,
+            pec_kind=d.pec_kind, unread=d.seen is None, tags=sorted(tags.get(r.id, []))))
     return out
 
 

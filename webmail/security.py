@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from casella.models import LoginAttempt, User, WebSession, utcnow
@@ -60,16 +60,20 @@ def open_session(session: Session, user: User, *, ip: str, user_agent: str) -> O
     return OpenedSession(token, csrf)
 
 
+_SESSION_AND_USER = (select(WebSession, User).join(User, User.id == WebSession.user_id)
+                     .where(WebSession.token_hash == bindparam("token_hash")))
+
+
 def find_session(session: Session, token: str | None, lifetime: timedelta,
                  now: datetime | None = None) -> tuple[WebSession, User] | None:
     if not token:
         return None
     now = now or utcnow()
-    row = session.get(WebSession, token_hash(token))
-    if row is None or now - row.last_seen_at > lifetime:
+    found = session.execute(_SESSION_AND_USER, {"token_hash": token_hash(token)}).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.active:
+    row, user = found
+    if now - row.last_seen_at > lifetime or not user.active:
         return None
     return row, user
 

@@ -128,8 +128,12 @@ def test_unknown_sender_becomes_a_contact(office: Office, page: Any) -> None:
     olga = office.http("olga")
     _, _, html = olga.get("/mail?unknown=1")
     assert "Richiesta informazioni" in html
+    # The prefill comes from the message, and only for someone who may read it.
+    assert office.http("rossi").get(f"/contacts/new?message={unknown_id}")[0] == 404
     login(page, office, "olga")
-    page.goto(office.url + "/contacts/new?email=chi%40nuovo-cliente.example&name=Sconosciuto")
+    page.goto(office.url + "/mail?unknown=1")
+    page.locator("tr.msg", has_text="Richiesta informazioni").locator("a.add-contact").click()
+    page.wait_for_url(re.compile(rf".*/contacts/new\?message={unknown_id}$"))
     assert page.input_value("#n-email") == "chi@nuovo-cliente.example"
     assert page.input_value("#n-domain") == "nuovo-cliente.example"
     assert page.input_value("#n-company-name") == "Nuovo Cliente"

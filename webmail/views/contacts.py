@@ -46,7 +46,7 @@ from casella.models import (
 )
 from webmail.context import Ctx, route
 from webmail.i18n import _
-from webmail.mailbox import Filters, forget_counts, list_page
+from webmail.mailbox import Filters, forget_counts, list_page, visible_message
 
 PAGE = 50
 EDITORS = ("admin", "manager", "operator", "agent")
@@ -441,6 +441,12 @@ def new_form(ctx: Ctx) -> Response:
     _may_edit(ctx)
     email = (ctx.query.get("email") or "").strip().lower()
     name = (ctx.query.get("name") or "").strip()
+    source = ctx.query.get("message") or ""
+    if source.isdigit() and ctx.grant is not None:  # from the list: prefilled with a message's sender
+        msg = visible_message(ctx.db, ctx.grant, int(source))
+        if msg is None:
+            raise HTTPException(404)
+        email, name = (msg.from_addr or "").strip().lower(), (msg.from_name or "").strip()
     domain = email.rpartition("@")[2] if "@" in email else ""
     extra = frozenset(ctx.settings.freemail_domains_extra)
     freemail = bool(domain) and is_freemail(domain, extra)
