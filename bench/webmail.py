@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=20, help="concurrent clients (default %(default)s)")
     ap.add_argument("--duration", type=int, default=15, help="seconds per kind (default %(default)s)")
     ap.add_argument("--user", default="operator", choices=["operator", "admin"])
-    ap.add_argument("--workers", type=int, default=1, help="`casella webmail --workers` (default %(default)s: "
-                    "one process, as `casella serve` runs it)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="`casella webmail --workers` (default: one per CPU core, %(default)s here, as the README "
+                         "runs the webmail for an office; 1: one process, as `casella serve` runs it)")
     ap.add_argument("--deep-pages", type=int, default=200, help="how far down the deep list page is (50 rows each)")
     ap.add_argument("--keep", metavar="DIR", type=Path, help="work in DIR (new or empty) and keep it")
     ap.add_argument("--kinds", default=",".join(KINDS), help="which to measure, comma-separated (default: all; "

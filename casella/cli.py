@@ -482,7 +482,7 @@ def serve(no_demo: bool) -> None:
     indexer = threading.Thread(target=run_indexer, args=(settings, database, stop), name="search-indexer", daemon=True)
     indexer.start()
     try:
-        web = WebServer(settings, database).start()
+        web = WebServer(settings, database).start(settle_heap=True)
     except CasellaError as exc:
         mail.stop()
         daemon.stop()

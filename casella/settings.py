@@ -66,12 +66,14 @@ class Settings:
     # PEC: a sent PEC still without delivery receipts after this many hours is overdue.
     pec_delivery_timeout_hours: float = 24.0
     # Webmail (webmail/): listen address, session lifetime, cookies only over HTTPS, and the
-    # threads of a process that run views at once (more only fight over Python's interpreter
-    # lock: the other requests wait their turn, which is faster).
+    # threads of a process that run pages at once (more only fight over Python's interpreter
+    # lock: the other requests wait their turn, which is faster) and, beside them, heavy
+    # views (exports, downloads, statistics, sending).
     web_listen: str = "127.0.0.1:8025"
     web_session_hours: float = 12.0
     web_secure_cookies: bool = False
-    web_threads: int = 2
+    web_threads: int = 1
+    web_heavy_threads: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -145,7 +147,8 @@ class Settings:
             web_listen=get("WEB_LISTEN", "127.0.0.1:8025").strip(),
             web_session_hours=get_float("WEB_SESSION_HOURS", 12.0),
             web_secure_cookies=get_bool("WEB_SECURE_COOKIES", False),
-            web_threads=max(1, get_int("WEB_THREADS", 2)),
+            web_threads=max(1, get_int("WEB_THREADS", 1)),
+            web_heavy_threads=max(1, get_int("WEB_HEAVY_THREADS", 2)),
         )
 
 

@@ -26,7 +26,7 @@ def webmail_cmd(workers: int) -> None:
         serve_workers(settings, workers)
         return
     try:
-        server = WebServer(settings, Database.from_settings(settings)).start()
+        server = WebServer(settings, Database.from_settings(settings)).start(settle_heap=True)
     except CasellaError as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()

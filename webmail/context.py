@@ -109,15 +109,18 @@ class App:
     templates: Environment
     presence: Any = None  # webmail.presence.Presence
     extras: dict[str, Any] = field(default_factory=dict)
-    _limiter: anyio.CapacityLimiter | None = None
+    _limiters: dict[bool, anyio.CapacityLimiter] = field(default_factory=dict)
 
-    def view_limiter(self) -> anyio.CapacityLimiter:
-        """At most `web_threads` views run at once in this process (made on first use, in
-        the event loop). Python runs one thread at a time: twenty threads each holding a
-        request only take turns slower than two threads and a queue."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.settings.web_threads)
-        return self._limiter
+    def view_limiter(self, heavy: bool = False) -> anyio.CapacityLimiter:
+        """Pages run `web_threads` (1) at a time in this process, each in turn: Python runs
+        one thread at a time, and threads that take turns on its lock serve fewer requests,
+        later, than a queue does (bench/webmail.py). Heavy views (exports, downloads,
+        statistics, sending) have their own `web_heavy_threads`, so that a long one never
+        holds up the pages behind it. Made on first use, in the event loop."""
+        if heavy not in self._limiters:
+            self._limiters[heavy] = anyio.CapacityLimiter(
+                self.settings.web_heavy_threads if heavy else self.settings.web_threads)
+        return self._limiters[heavy]
 
 
 @dataclass
@@ -201,8 +204,11 @@ View = Callable[[Ctx], Response]
 
 
 def route(path: str, methods: Sequence[str] = ("GET",), *, public: bool = False,
-          roles: Sequence[str] | None = None, name: str | None = None) -> Callable[[View], Route]:
-    """Wrap a synchronous view into a Starlette route with auth, CSRF and i18n."""
+          roles: Sequence[str] | None = None, name: str | None = None,
+          heavy: bool = False) -> Callable[[View], Route]:
+    """Wrap a synchronous view into a Starlette route with auth, CSRF and i18n. `heavy`:
+    a view that may take long (an export, a download, sending) runs beside the pages'
+    queue, not in it (App.view_limiter)."""
 
     def decorate(view: View) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -214,7 +220,7 @@ def route(path: str, methods: Sequence[str] = ("GET",), *, public: bool = False,
                 form = await request.form(max_files=20, max_fields=2000, max_part_size=MAX_UPLOAD_BYTES)
             try:
                 return await anyio.to_thread.run_sync(partial(_run, view, request, form, public, roles),
-                                                      limiter=request.app.state.casella.view_limiter())
+                                                      limiter=request.app.state.casella.view_limiter(heavy))
             finally:
                 if form is not None:
                     await form.close()

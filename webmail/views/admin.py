@@ -365,7 +365,7 @@ def rule_delete(ctx: Ctx) -> Response:
     return ctx.redirect("/admin/rules?notice=deleted")
 
 
-@route("/admin/rules/test", ("GET",), roles=ADMIN)
+@route("/admin/rules/test", ("GET",), roles=ADMIN, heavy=True)
 def rule_test(ctx: Ctx) -> Response:
     raw = (ctx.query.get("message") or "").strip()
     if not raw.isdigit():

@@ -431,7 +431,7 @@ def _uploads(ctx: Ctx) -> list[UploadFile]:
     return [u for u in ctx.form.getlist("attachments") if isinstance(u, UploadFile) and u.filename]
 
 
-@route("/compose/send", ("POST",))
+@route("/compose/send", ("POST",), heavy=True)
 def send(ctx: Ctx) -> Response:
     from mailserver.compose import Compose, ComposeAttachment, submit
     from mailserver.errors import RecipientUnreachable, SenderNotAllowed

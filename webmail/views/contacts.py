@@ -282,7 +282,7 @@ def company_edit(ctx: Ctx) -> Response:
     return ctx.redirect(f"/contacts/company/{company.id}")
 
 
-@route("/contacts/company/{company_id:int}/merge", ("POST",))
+@route("/contacts/company/{company_id:int}/merge", ("POST",), heavy=True)
 def company_merge(ctx: Ctx) -> Response:
     """Merge this company into another: its contacts, domains, messages and pratiche move, then
     it is deleted."""
@@ -394,7 +394,7 @@ def contact_edit(ctx: Ctx) -> Response:
     return ctx.redirect(f"/contacts/contact/{contact.id}")
 
 
-@route("/contacts/contact/{contact_id:int}/merge", ("POST",))
+@route("/contacts/contact/{contact_id:int}/merge", ("POST",), heavy=True)
 def contact_merge(ctx: Ctx) -> Response:
     _may_edit(ctx)
     assert ctx.user is not None

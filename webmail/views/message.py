@@ -287,7 +287,7 @@ def show(ctx: Ctx) -> Response:
         outbound_label=state_label(outbound["state"]) if outbound else None)
 
 
-@route("/mail/{message_id:int}/body", ("GET",))
+@route("/mail/{message_id:int}/body", ("GET",), heavy=True)
 def body(ctx: Ctx) -> Response:
     msg = _message(ctx)
     allow_remote, _always = _remote_allowed(ctx, msg)
@@ -360,7 +360,7 @@ def _download_type(content_type: str) -> str:
     return ctype
 
 
-@route("/mail/{message_id:int}/attachments/{attachment_id:int}", ("GET",))
+@route("/mail/{message_id:int}/attachments/{attachment_id:int}", ("GET",), heavy=True)
 def attachment(ctx: Ctx) -> Response:
     msg = _message(ctx)
     att = ctx.db.scalar(select(Attachment).where(Attachment.id == int(ctx.params["attachment_id"]),
@@ -380,7 +380,7 @@ def attachment(ctx: Ctx) -> Response:
     return Response(data, media_type=ctype, headers=headers)
 
 
-@route("/mail/{message_id:int}/raw", ("GET",))
+@route("/mail/{message_id:int}/raw", ("GET",), heavy=True)
 def raw(ctx: Ctx) -> Response:
     """The message exactly as received: shown as text, or downloaded as an .eml file."""
     msg = _message(ctx)

@@ -130,7 +130,7 @@ CSV_HEADER = ["registry", "number", "date", "time", "direction", "correspondent"
               "cancelled_at", "cancelled_by", "cancel_reason"]
 
 
-@route("/protocol/daily", ("GET",))
+@route("/protocol/daily", ("GET",), heavy=True)
 def register_daily(ctx: Ctx) -> Response:
     zone = _zone(ctx)
     day = _day(ctx.query.get("date", "")) or datetime.now(zone).date()

@@ -67,7 +67,7 @@ def _query(ctx: Ctx, user: User | None, msg: Message | None) -> Any:
     return query.order_by(ReadLog.at.desc(), ReadLog.id.desc())
 
 
-@route("/readlog", ("GET",), roles=ROLES)
+@route("/readlog", ("GET",), roles=ROLES, heavy=True)
 def readlog(ctx: Ctx) -> Response:
     assert ctx.grant is not None
     username = ctx.query.get("user", "").strip()

@@ -131,7 +131,7 @@ def _count(ctx: Ctx, filters: Filters) -> int:
                                                               *filter_clause(filters, ctx.user.id))) or 0
 
 
-@route("/stats", ("GET",), roles=("admin", "manager"))
+@route("/stats", ("GET",), roles=("admin", "manager"), heavy=True)
 def stats_page(ctx: Ctx) -> Response:
     raw = ctx.query.get("days", "")
     days = min(MAX_DAYS, max(1, int(raw))) if raw.isdigit() else DEFAULT_DAYS
