@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from casella.access import Grant, visible_clause
@@ -153,14 +153,26 @@ def forget_counts() -> None:
             _counts_cache[key] = (float("-inf"), tree)
 
 
-def adjust_unread(user_id: int, account_id: int, folder: str, delta: int) -> None:
-    """This user read (-1) or unread (+1) one message: correct their cached trees in place,
-    so that opening a message does not recount every folder."""
+def bump_read_state(session: Session, user_id: int) -> int:
+    """This user's read state changes in `session`'s transaction: their new `seen_version`,
+    which keys their cached folder counts, so every webmail process counts them again."""
+    return session.execute(update(User).where(User.id == user_id).values(seen_version=User.seen_version + 1)
+                           .returning(User.seen_version), execution_options={"synchronize_session": False}
+                           ).scalar_one()
+
+
+def adjust_unread(user_id: int, account_id: int, folder: str, delta: int, version: int | None = None) -> None:
+    """This user read (-1) or unread (+1) one message: correct their cached trees in place
+    (under their new `version`, see `bump_read_state`), so that opening a message does not
+    recount every folder in this process."""
     with _counts_lock:
         for key, (at, tree) in list(_counts_cache.items()):
             if key[0] != user_id:
                 continue
-            _counts_cache[key] = (at, [
+            del _counts_cache[key]
+            if version is not None and key[1] != version - 1:
+                continue  # it missed a change made elsewhere: counted again on next use
+            _counts_cache[(user_id, key[1] if version is None else version, *key[2:])] = (at, [
                 Mailbox(m.id, m.name, m.is_pec, [
                     Folder(f.account_id, f.account, f.name, f.total, max(0, min(f.total, f.unread + delta)))
                     if f.account_id == account_id and f.name == folder else f for f in m.folders])
@@ -171,7 +183,10 @@ def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
     """Every mailbox and folder the user may see, with total and unread counts, cached a
     few seconds per user (the tree is on every page). One request counts at a time per
     user; the others meanwhile get the previous counts, or wait for the first ones."""
-    key = (user_id, grant, str(session.get_bind().url))  # one process may serve several databases (tests)
+    user = session.get(User, user_id)  # already in the request's session: no query
+    # Another process may have changed this user's read state (seen_version); one process
+    # may serve several databases (tests).
+    key = (user_id, user.seen_version if user is not None else 0, grant, str(session.get_bind().url))
     with _counts_lock:
         hit = _counts_cache.get(key)
         if hit and time.monotonic() - hit[0] < COUNTS_TTL:

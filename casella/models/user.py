@@ -28,6 +28,9 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8), default="it", server_default="it")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped whenever this user's read state changes: it keys their cached folder counts, so
+    # that every webmail process counts again (webmail/mailbox.py folder_tree).
+    seen_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Group(Base):

@@ -37,7 +37,7 @@ def bulk(ctx: Ctx) -> Response:
 
     from casella.access import visible_clause
     from casella.models import Message, MessageEvent, MessageSeen
-    from webmail.mailbox import forget_counts
+    from webmail.mailbox import bump_read_state, forget_counts
 
     assert ctx.user is not None and ctx.grant is not None and ctx.form is not None
     ids = [int(v) for v in ctx.form.getlist("ids") if isinstance(v, str) and v.isdigit()][:BULK_LIMIT]
@@ -65,6 +65,8 @@ def bulk(ctx: Ctx) -> Response:
                     msg.assigned_user_id = ctx.user.id
                     w.add(MessageEvent(message_id=msg.id, actor=ctx.user.username, action="assigned",
                                        detail={"user": ctx.user.username}))
+        if allowed and action in ("read", "unread"):
+            bump_read_state(w, ctx.user.id)
         if allowed:
             ctx.audit(w, f"bulk:{action}", "messages", ids=allowed)
     forget_counts()

@@ -45,7 +45,7 @@ from casella.models import (
 )
 from webmail.context import Ctx, route
 from webmail.i18n import _
-from webmail.mailbox import adjust_unread, folder_tree, visible_message
+from webmail.mailbox import adjust_unread, bump_read_state, folder_tree, visible_message
 from webmail.mentions import mark_seen
 from webmail.sanitize import linkify_text, sanitise_html
 
@@ -222,24 +222,25 @@ def _back(ctx: Ctx, msg: Message) -> str:
     return f"/mail?mailbox={msg.account_id}&folder={quote(msg.folder, safe='')}"
 
 
-def _record_reading(ctx: Ctx, message_id: int) -> bool:
+def _record_reading(ctx: Ctx, message_id: int) -> int | None:
     """One write: the read log row, and the read state when this user had not read it yet
-    (two tabs opening it at once: the second finds the row the first just wrote). True when
-    the message went from unread to read."""
+    (two tabs opening it at once: the second finds the row the first just wrote). When the
+    message went from unread to read, the user's new read-state version; else None."""
     assert ctx.user is not None
     try:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
             mark_seen(w, ctx.user.id, message_id)  # its @mentions of this user
             if w.get(MessageSeen, (ctx.user.id, message_id)) is not None:
-                return False
+                return None
             w.add(MessageSeen(user_id=ctx.user.id, message_id=message_id))
-        return True
+            version = bump_read_state(w, ctx.user.id)
+        return version
     except IntegrityError:
         with ctx.write() as w:
             w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
             mark_seen(w, ctx.user.id, message_id)
-        return False
+        return None
 
 
 @route("/mail/{message_id:int}", ("GET",))
@@ -248,8 +249,9 @@ def show(ctx: Ctx) -> Response:
 
     assert ctx.user is not None and ctx.grant is not None
     msg = _message(ctx)
-    if _record_reading(ctx, msg.id):
-        adjust_unread(ctx.user.id, msg.account_id, msg.folder, -1)
+    version = _record_reading(ctx, msg.id)
+    if version is not None:
+        adjust_unread(ctx.user.id, msg.account_id, msg.folder, -1, version)
     with ctx.app.db.reading() as fresh:  # ctx.db may read from before the write above
         tree = folder_tree(fresh, ctx.grant, ctx.user.id)
 
@@ -309,8 +311,9 @@ def mark_unread(ctx: Ctx) -> Response:
     with ctx.write() as w:
         gone = w.execute(delete(MessageSeen).where(MessageSeen.user_id == ctx.user.id,
                                                    MessageSeen.message_id == msg.id)).rowcount
-    if gone:
-        adjust_unread(ctx.user.id, msg.account_id, msg.folder, +1)
+        version = bump_read_state(w, ctx.user.id) if gone else None
+    if version is not None:
+        adjust_unread(ctx.user.id, msg.account_id, msg.folder, +1, version)
     back = ctx.f("back")
     if not (back.startswith("/mail") and not back.startswith("//") and "\\" not in back):
         back = _back(ctx, msg)

@@ -1,12 +1,16 @@
-"""Presence (collision detection) kept in the database: its rules on SQLite and PostgreSQL,
-and two webmail processes on one database seeing the same people."""
+"""Several webmail processes on one database (`casella webmail --workers N`): presence
+(collision detection) kept in the database — its rules on SQLite and PostgreSQL — and two
+real processes seeing the same people and the same unread counts."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,9 +67,9 @@ def test_presence_from_many_threads_loses_nothing(database: Database) -> None:
     assert {h.username for h in p.others("thread:2", "nobody")} == {f"user{n}" for n in range(6)}
 
 
-def test_two_webmail_processes_see_the_same_people(office: Office, tmp_path: Path) -> None:
-    """`casella webmail --workers N` runs N processes: someone viewing through one is seen
-    by a colleague whose requests land on another."""
+@contextmanager
+def second_webmail(office: Office, tmp_path: Path) -> Iterator[str]:
+    """Another `casella webmail` process on the office's database; its base URL."""
     port = free_port()
     env = {**os.environ, "CASELLA_DATA_DIR": str(office.settings.data_dir),
            "CASELLA_DATABASE_URL": office.settings.database_url, "CASELLA_DEMO": "0",
@@ -76,11 +80,24 @@ def test_two_webmail_processes_see_the_same_people(office: Office, tmp_path: Pat
         proc = subprocess.Popen([CASELLA, "webmail"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        second = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while "webmail on" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_two_webmail_processes_see_the_same_people(office: Office, tmp_path: Path) -> None:
+    """Someone viewing through one process is seen by a colleague whose requests land on
+    another."""
+    with second_webmail(office, tmp_path) as second:
         mid = next(iter(office.ids.values()))
         olga = office.http("olga")  # on the first process
         boss = WebClient(second)  # on the second
@@ -92,10 +109,28 @@ def test_two_webmail_processes_see_the_same_people(office: Office, tmp_path: Pat
         assert [o["username"] for o in olga.json(f"/mail/{mid}/presence")["others"]] == ["direttore"]
         assert olga.post(f"/mail/{mid}/presence", {"state": "leave"})[0] == 200
         assert boss.json(f"/mail/{mid}/presence")["others"] == []
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+
+def inbox_unread(client: WebClient) -> int:
+    _, _, html = client.get("/mail")
+    match = re.search(r'<span>INBOX</span>\s*(?:<span class="count"[^>]*>(\d+)</span>)?', html)
+    assert match, "no INBOX in the folder tree"
+    return int(match.group(1) or 0)
+
+
+def test_reading_through_one_process_updates_the_counts_of_another(office: Office, tmp_path: Path) -> None:
+    """The folder counts are cached per process for a few seconds; a user's own reading
+    and unreading elsewhere must not leave them stale."""
+    mid = office.ids["f118@edilnord.it"]
+    first = office.http("olga")
+    before = inbox_unread(first)  # counted and cached by the first process
+    with second_webmail(office, tmp_path) as base:
+        second = WebClient(base)
+        assert second.login("olga", PASSWORDS["olga"]) == 303
+        assert second.get(f"/mail/{mid}")[0] == 200  # read through the second
+        assert inbox_unread(first) == before - 1
+        assert inbox_unread(second) == before - 1
+        assert second.post(f"/mail/{mid}/unread", {"back": "/mail"})[0] == 303
+        assert inbox_unread(first) == before
+        assert first.post("/mail/bulk", {"ids": [str(mid)], "action": "read", "back": "/mail"})[0] == 303
+        assert inbox_unread(second) == before - 1
