@@ -76,28 +76,12 @@ def grant_for(session: Session, user: User) -> Grant:
             owned[ident] = owner
         else:
             facts[kind].add(ident)
-    private = frozenset(a for a, owner in owned.items() if owner != user.id)
-    own = frozenset(a for a, owner in owned.items() if owner == user.id)
-    if not user.active:
-        return Grant(user.username, user.role)
-    if user.role in ("admin", "manager"):
-        return Grant(user.username, user.role, everything=True, user_id=user.id, private_account_ids=private,
-                     own_account_ids=own)
-    groups = frozenset(facts["group"])
-    accounts = frozenset(facts["account"])
-    if user.role == "agent":
-        return Grant(user.username, user.role, user_id=user.id, agent=user.username,
-                     agent_company_ids=frozenset(facts["company"]), private_account_ids=private, own_account_ids=own)
-    if user.role == "marketing":
-        return Grant(user.username, user.role, account_ids=accounts, user_id=user.id,
-                     private_account_ids=private, own_account_ids=own)
-    return Grant(user.username, user.role, account_ids=accounts | own, user_id=user.id, group_ids=groups,
-                 private_account_ids=private, own_account_ids=own)
+    return _grant(user, owned, frozenset(facts["group"]), frozenset(facts["account"]), frozenset(facts["company"]))
 
 
 def grants_for_users(session: Session, users: list[User]) -> dict[int, Grant]:
     """`grant_for` of many users with a fixed number of queries (the webmail's assignee
-    choices); the same rules, checked equal to grant_for by tests/webmail/test_access.py."""
+    choices); the same rules (`_grant`), checked equal by tests/webmail/test_access.py."""
     owned = dict(session.execute(select(Account.id, Account.owner_user_id)
                                  .where(Account.owner_user_id.is_not(None))).all())
     ids = [u.id for u in users]
@@ -114,26 +98,32 @@ def grants_for_users(session: Session, users: list[User]) -> dict[int, Grant]:
             companies.setdefault(agent, set()).add(company_id)
     out: dict[int, Grant] = {}
     for user in users:
-        private = frozenset(a for a, owner in owned.items() if owner != user.id)
-        own = frozenset(a for a, owner in owned.items() if owner == user.id)
         mine = frozenset(groups.get(user.id, ()))
         accounts = frozenset(a for a, u, g in perms if u == user.id or (g is not None and g in mine))
-        if not user.active:
-            out[user.id] = Grant(user.username, user.role)
-        elif user.role in ("admin", "manager"):
-            out[user.id] = Grant(user.username, user.role, everything=True, user_id=user.id,
-                                 private_account_ids=private, own_account_ids=own)
-        elif user.role == "agent":
-            out[user.id] = Grant(user.username, user.role, user_id=user.id, agent=user.username,
-                                 agent_company_ids=frozenset(companies.get(user.username, ())),
-                                 private_account_ids=private, own_account_ids=own)
-        elif user.role == "marketing":
-            out[user.id] = Grant(user.username, user.role, account_ids=accounts, user_id=user.id,
-                                 private_account_ids=private, own_account_ids=own)
-        else:
-            out[user.id] = Grant(user.username, user.role, account_ids=accounts | own, user_id=user.id,
-                                 group_ids=mine, private_account_ids=private, own_account_ids=own)
+        out[user.id] = _grant(user, owned, mine, accounts, frozenset(companies.get(user.username, ())))
     return out
+
+
+def _grant(user: User, owned: dict[int, int], groups: frozenset[int], accounts: frozenset[int],
+           companies: frozenset[int]) -> Grant:
+    """The rules (see the module's docstring), from what the user's grant depends on: the
+    personal mailboxes (account → owner), their groups, the accounts granted to them or
+    their groups, and the companies whose agent they are."""
+    private = frozenset(a for a, owner in owned.items() if owner != user.id)
+    own = frozenset(a for a, owner in owned.items() if owner == user.id)
+    if not user.active:
+        return Grant(user.username, user.role)
+    if user.role in ("admin", "manager"):
+        return Grant(user.username, user.role, everything=True, user_id=user.id, private_account_ids=private,
+                     own_account_ids=own)
+    if user.role == "agent":
+        return Grant(user.username, user.role, user_id=user.id, agent=user.username, agent_company_ids=companies,
+                     private_account_ids=private, own_account_ids=own)
+    if user.role == "marketing":
+        return Grant(user.username, user.role, account_ids=accounts, user_id=user.id,
+                     private_account_ids=private, own_account_ids=own)
+    return Grant(user.username, user.role, account_ids=accounts | own, user_id=user.id, group_ids=groups,
+                 private_account_ids=private, own_account_ids=own)
 
 
 def visible_clause(grant: Grant) -> ColumnElement[bool]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -41,15 +41,13 @@ def iter_summaries(session: Session, *, account: str | None = None, unknown_only
         rows = session.execute(query.where(Message.id > last_id).limit(batch)).all()
         if not rows:
             return
-        names = link_names(session, [r[0] for r in rows])
+        names = _link_names(session, [r[0] for r in rows])
         for msg, year, number, pec_kind in rows:
             yield summary(msg, accounts.get(msg.account_id, ""), year, number, names, people, pec_kind=pec_kind)
         last_id = rows[-1][0].id
 
 
-def link_names(session: Session, msgs: Sequence[Any]) -> dict[tuple[str, int], str]:
-    """Names of the contacts and companies these messages (rows with link_kind, contact_id,
-    company_id) are linked to, keyed by (kind, id): two queries for any number."""
+def _link_names(session: Session, msgs: list[Message]) -> dict[tuple[str, int], str]:
     contact_ids = {m.contact_id for m in msgs if m.link_kind == "contact" and m.contact_id}
     company_ids = {m.company_id for m in msgs if m.link_kind == "company" and m.company_id}
     names: dict[tuple[str, int], str] = {}
@@ -107,7 +105,7 @@ def detail(session: Session, msg: Message, settings: Settings | None = None) -> 
     account = session.get(Account, msg.account_id)
     pec = pec_json(session, msg, account, settings.pec_delivery_timeout_hours)
     data = summary(msg, account.name if account else "", reg.year if reg else None, reg.number if reg else None,
-                   link_names(session, [msg]), _people(session), pec_kind=pec["kind"] if pec else None)
+                   _link_names(session, [msg]), _people(session), pec_kind=pec["kind"] if pec else None)
     data.update({
         "cc": msg.cc,
         "in_reply_to": msg.in_reply_to,

@@ -40,6 +40,7 @@ from casella.errors import CasellaError
 from casella.models import AuditLog, User, utcnow
 from casella.settings import Settings
 from webmail import i18n
+from webmail.presence import Presence
 from webmail.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -107,7 +108,7 @@ class App:
     settings: Settings
     db: Database
     templates: Environment
-    presence: Any = None  # webmail.presence.Presence
+    presence: Presence
     extras: dict[str, Any] = field(default_factory=dict)
     _limiters: dict[bool, anyio.CapacityLimiter] = field(default_factory=dict)
 

@@ -142,7 +142,7 @@ class Page:
 
 _counts_cache: dict[tuple[Any, ...], tuple[float, list[Mailbox]]] = {}
 _counts_lock = threading.Lock()
-_key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+_key_locks: dict[int, threading.Lock] = {}
 
 
 def forget_counts() -> None:
@@ -191,7 +191,7 @@ def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
         hit = _counts_cache.get(key)
         if hit and time.monotonic() - hit[0] < COUNTS_TTL:
             return hit[1]
-        lock = _key_locks.setdefault(key, threading.Lock())
+        lock = _key_locks.setdefault(user_id, threading.Lock())  # per user: keys change with seen_version
     if not lock.acquire(blocking=hit is None):
         return hit[1]  # type: ignore[index]  # someone is counting: the previous counts will do
     try:
@@ -203,7 +203,6 @@ def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
         with _counts_lock:
             if len(_counts_cache) > 1000:
                 _counts_cache.clear()
-                _key_locks.clear()
             _counts_cache[key] = (time.monotonic(), tree)
         return tree
     finally:

@@ -82,13 +82,6 @@ class Presence:
         return out
 
 
-def registry(app: Any) -> Presence:
-    """The registry of the shared `App` (webmail/context.py)."""
-    if app.presence is None:
-        app.presence = Presence(app.db)
-    return app.presence  # type: ignore[no-any-return]
-
-
 def key_for(message: Any) -> str:
     """The conversation a message belongs to: its thread, else the message itself."""
     return f"thread:{message.thread_id}" if message.thread_id else f"message:{message.id}"

@@ -20,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, delete, func, select
@@ -119,6 +120,13 @@ def cross_site(origin: str | None, referer: str | None, host: str | None) -> boo
     if not source:
         return False  # not a browser form post from elsewhere (curl, scripts): CSRF token decides
     return urlsplit(source).netloc.lower() != (host or "").lower()
+
+
+def csv_cell(value: Any) -> Any:
+    """No spreadsheet formulas from mail subjects or names in an exported CSV (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def content_security_policy(*, remote_images: bool = False) -> str:

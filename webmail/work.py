@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, case, literal, null, or_, select
+from sqlalchemy import Column, case, func, literal, null, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import replacement_traverse
 
@@ -45,7 +45,7 @@ from casella.models import (
 )
 from webmail.context import Ctx
 from webmail.i18n import _
-from webmail.presence import key_for, registry
+from webmail.presence import key_for
 
 ACTIONS = ("assign", "status", "tags", "notes", "move", "pratica", "link", "public")
 ROLE_ACTIONS = {
@@ -181,7 +181,8 @@ def mentions(session: Session, body: str) -> list[str]:
             named.append(name)
     if not named:
         return []
-    found = {u.lower(): u for u in session.scalars(select(User.username).where(User.username.in_(named)))}
+    found = {u.lower(): u for u in session.scalars(
+        select(User.username).where(func.lower(User.username).in_([n.lower() for n in named])))}
     return [found[n.lower()] for n in named if n.lower() in found]
 
 
@@ -289,7 +290,6 @@ def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
     user = ctx.user
     owner_id = account_owner(s, msg)
     can = {a: allowed(user, msg, a, owner_id) for a in ACTIONS}
-    names = {u: d or u for u, d in s.execute(select(User.username, User.display_name))}
     assignee = s.get(User, msg.assigned_user_id) if msg.assigned_user_id else None
     group = s.get(Group, msg.assigned_group_id) if msg.assigned_group_id else None
     tags = sorted(s.scalars(select(MessageTag.tag).where(MessageTag.message_id == msg.id)))
@@ -300,9 +300,11 @@ def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
              for n, u in s.execute(select(MessageNote, User).outerjoin(User, User.id == MessageNote.user_id)
                                    .where(MessageNote.message_id == msg.id).order_by(MessageNote.created_at,
                                                                                      MessageNote.id))]
-    history = [Event(at=e.at, actor=names.get(e.actor, e.actor), text=describe(e.action, e.detail))
-               for e in s.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id)
-                                  .order_by(MessageEvent.at, MessageEvent.id))]
+    events = list(s.scalars(select(MessageEvent).where(MessageEvent.message_id == msg.id)
+                            .order_by(MessageEvent.at, MessageEvent.id)))
+    names = {u: d or u for u, d in s.execute(select(User.username, User.display_name)
+                                             .where(User.username.in_({e.actor for e in events})))}
+    history = [Event(at=e.at, actor=names.get(e.actor, e.actor), text=describe(e.action, e.detail)) for e in events]
     contact = s.get(Contact, msg.contact_id) if msg.contact_id else None
     company = s.get(Company, msg.company_id) if msg.company_id else None
     if msg.link_kind == "contact" and contact is not None:
@@ -312,7 +314,7 @@ def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
     else:
         linked = None
     # Opening the page is viewing it: the others see this user at once, not at the first poll.
-    presence = registry(ctx.app)
+    presence = ctx.app.presence
     presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username)
     out: dict[str, Any] = {
         "can": can, "assignee": assignee, "group": group, "status": msg.status, "statuses": STATUSES,

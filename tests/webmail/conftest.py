@@ -10,6 +10,7 @@ from both clients, an unknown sender and one hostile message (XSS in every field
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.error
 import urllib.parse
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from casella.db import Database
+from casella.models import AuditLog
 from casella.settings import Settings
 from tests.conftest import make_env
 from tests.servers.sandbox import free_port
@@ -105,33 +108,38 @@ class WebClient:
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
 
-    def request(self, method: str, path: str, data: dict[str, Any] | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    def request_bytes(self, method: str, path: str, data: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         body = urllib.parse.urlencode(data or {}, doseq=True).encode() if data is not None else None
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
         if body is not None:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
         try:
             with self.opener.open(req, timeout=30) as resp:
-                return resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
+                return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read().decode("utf-8", "replace")
+            return exc.code, dict(exc.headers), exc.read()
+
+    def request(self, method: str, path: str, data: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        status, head, body = self.request_bytes(method, path, data, headers)
+        return status, head, body.decode("utf-8", "replace")
 
     def get(self, path: str, **kw: Any) -> tuple[int, dict[str, str], str]:
         return self.request("GET", path, **kw)
 
-    def csrf(self, path: str = "/settings") -> str:
-        import re
+    def get_bytes(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """GET with the client's cookies, the body as bytes (downloads, raw source)."""
+        return self.request_bytes("GET", path)
 
+    def csrf(self, path: str = "/settings") -> str:
         _, _, html = self.get(path)
-        match = re.search(r'name="csrf-token" content="([^"]*)"', html)
-        assert match, "no CSRF token in the page"
-        return match.group(1)
+        return _csrf_in(html)
 
     def post(self, path: str, data: dict[str, Any], *, csrf: bool = True, **kw: Any) -> tuple[int, dict[str, str], str]:
-        if csrf:
-            status, _, _ = self.get("/settings")
-            data = {**data, "csrf": self.csrf("/settings" if status == 200 else "/login")}
+        if csrf:  # a signed-in page carries the session's token; else the login form's
+            status, _, html = self.get("/settings")
+            data = {**data, "csrf": _csrf_in(html if status == 200 else self.get("/login")[2])}
         return self.request("POST", path, data=data, **kw)
 
     def login(self, username: str, password: str) -> int:
@@ -143,6 +151,43 @@ class WebClient:
         status, _, body = self.get(path)
         assert status == 200, (status, body[:300])
         return json.loads(body)
+
+
+def _csrf_in(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]*)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def inbox_unread(client: WebClient) -> int:
+    """The INBOX's unread count in the folder tree of /mail."""
+    _, _, html = client.get("/mail")
+    match = re.search(r'<span>INBOX</span>\s*(?:<span class="count"[^>]*>(\d+)</span>)?', html)
+    assert match, "no INBOX in the folder tree"
+    return int(match.group(1) or 0)
+
+
+def personal_mailbox(office: Office, owner: str, message_id: int) -> int:
+    """Move a message into a new personal mailbox of `owner` (private to them until made
+    public); the message id."""
+    from casella.models import Message, User
+    from ingest.accounts import add_account
+
+    with office.db.session() as s:
+        acc = add_account(s, office.settings, name=f"personale-{owner}", imap_host=None, imap_port=None,
+                          username=None, password=None, security="none", is_pec=False, folders=["INBOX"],
+                          sent_folders=["Sent"])
+        s.flush()
+        acc.owner_user_id = s.scalar(select(User.id).where(User.username == owner))
+        s.execute(Message.__table__.update().where(Message.id == message_id).values(account_id=acc.id))
+    return message_id
+
+
+def audit_log(office: Office, action: str | None = None) -> list[AuditLog]:
+    """The audit log, oldest first (only `action` entries, if given)."""
+    query = select(AuditLog).order_by(AuditLog.id)
+    with office.db.reading() as s:
+        return list(s.scalars(query.where(AuditLog.action == action) if action else query))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

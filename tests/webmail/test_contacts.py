@@ -10,14 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from casella.models import (
-    AuditLog,
     Company,
     CompanyDomain,
     Contact,
     Message,
     MessageEvent,
 )
-from tests.webmail.conftest import Office, login
+from tests.webmail.conftest import Office, audit_log, login
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +26,6 @@ def company_id(office: Office, name: str) -> int:
         found = s.scalar(select(Company.id).where(Company.name == name))
         assert found is not None
         return found
-
-
-def audit_actions(office: Office) -> list[tuple[str, str, dict[str, Any]]]:
-    with office.db.reading() as s:
-        return [(a.action, a.target, a.detail) for a in s.scalars(select(AuditLog).order_by(AuditLog.id))]
 
 
 def test_agent_sees_only_own_companies(office: Office) -> None:
@@ -84,8 +78,8 @@ def test_edit_company_and_marketing_is_read_only(office: Office) -> None:
         assert row.agent == "rossi"  # an agent cannot give the company away
         assert set(s.scalars(select(CompanyDomain.domain).where(CompanyDomain.company_id == edilnord))) == {
             "edilnord.it", "edilnord-monza.it"}
-    edits = [a for a in audit_actions(office) if a[0] == "company-edit"]
-    assert edits and edits[-1][1] == f"company:{edilnord}" and edits[-1][2]["domains_added"] == ["edilnord-monza.it"]
+    edits = audit_log(office, "company-edit")
+    assert edits and edits[-1].target == f"company:{edilnord}" and edits[-1].detail["domains_added"] == ["edilnord-monza.it"]
     # A domain of another company is refused with a way forward.
     status, _, html = office.http("olga").post(f"/contacts/company/{edilnord}", {**form, "domains": "tecnoservizi.com"})
     assert status == 400 and "tecnoservizi.com" in html
@@ -103,8 +97,8 @@ def test_merge_companies_moves_everything(office: Office) -> None:
         assert msg is not None and msg.company_id == edilnord
         assert s.scalar(select(MessageEvent.action).where(MessageEvent.message_id == msg.id,
                                                           MessageEvent.action == "company-merged"))
-    merges = [a for a in audit_actions(office) if a[0] == "company-merge"]
-    assert merges and merges[-1][2]["merged"] == tecno and merges[-1][2]["messages"] == 1
+    merges = audit_log(office, "company-merge")
+    assert merges and merges[-1].detail["merged"] == tecno and merges[-1].detail["messages"] == 1
     _, _, html = office.http("rossi").get(f"/contacts/company/{edilnord}")
     assert "Paolo Verdi" in html
 
@@ -120,7 +114,7 @@ def test_merge_contacts(office: Office) -> None:
     with office.db.reading() as s:
         msg = s.get(Message, office.ids["off1@tecnoservizi.com"])
         assert msg is not None and msg.contact_id == giulia
-    assert any(a[0] == "contact-merge" for a in audit_actions(office))
+    assert audit_log(office, "contact-merge")
 
 
 def test_unknown_sender_becomes_a_contact(office: Office, page: Any) -> None:
@@ -150,7 +144,7 @@ def test_unknown_sender_becomes_a_contact(office: Office, page: Any) -> None:
                                                           MessageEvent.action == "linked")) == "linked"
     _, _, html = olga.get("/mail?unknown=1")
     assert "Richiesta informazioni" not in html
-    assert any(a[0] == "contact-create" and a[2]["relinked"] == 1 for a in audit_actions(office))
+    assert any(a.detail["relinked"] == 1 for a in audit_log(office, "contact-create"))
 
 
 def test_freemail_sender_gets_no_company_domain(office: Office) -> None:

@@ -63,8 +63,8 @@ def test_a_mention_tells_the_active_colleagues_named_and_nobody_else(office: Off
 
 def test_the_count_shows_in_the_top_bar_until_opened_or_marked_seen(office: Office) -> None:
     boss = office.http("direttore")
-    for key in (UNKNOWN, F118):
-        assert boss.post(f"/mail/{office.ids[key]}/notes", {"body": f"@olga guarda {key}"})[0] == 303
+    for key, name in ((UNKNOWN, "olga"), (F118, "Olga")):  # usernames are matched whatever their case
+        assert boss.post(f"/mail/{office.ids[key]}/notes", {"body": f"@{name} guarda {key}"})[0] == 303
     olga = office.http("olga")
     assert badge(olga) == "2"
     assert "(2 menzioni non lette)" in olga.get("/mail")[2]

@@ -5,7 +5,6 @@ real processes seeing the same people and the same unread counts."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from types import SimpleNamespace
 from casella.db import Database
 from tests.conftest import CASELLA
 from tests.servers.sandbox import free_port
-from tests.webmail.conftest import PASSWORDS, Office, WebClient
+from tests.webmail.conftest import PASSWORDS, Office, WebClient, inbox_unread
 from webmail.presence import Presence, key_for
 
 
@@ -109,13 +108,6 @@ def test_two_webmail_processes_see_the_same_people(office: Office, tmp_path: Pat
         assert [o["username"] for o in olga.json(f"/mail/{mid}/presence")["others"]] == ["direttore"]
         assert olga.post(f"/mail/{mid}/presence", {"state": "leave"})[0] == 200
         assert boss.json(f"/mail/{mid}/presence")["others"] == []
-
-
-def inbox_unread(client: WebClient) -> int:
-    _, _, html = client.get("/mail")
-    match = re.search(r'<span>INBOX</span>\s*(?:<span class="count"[^>]*>(\d+)</span>)?', html)
-    assert match, "no INBOX in the folder tree"
-    return int(match.group(1) or 0)
 
 
 def test_reading_through_one_process_updates_the_counts_of_another(office: Office, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import urllib.request
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from casella.models import AuditLog, Registration
-from tests.webmail.conftest import Office, WebClient
+from tests.webmail.conftest import Office
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +29,6 @@ def today(office: Office) -> str:
     return datetime.now(ZoneInfo(office.settings.timezone)).date().isoformat()
 
 
-def get_bytes(client: WebClient, path: str) -> tuple[int, dict[str, str], bytes]:
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(client.jar))
-    with opener.open(client.base + path, timeout=30) as resp:
-        return resp.status, dict(resp.headers), resp.read()
-
-
 def test_register_lists_and_filters(office: Office) -> None:
     status, _, html = office.http("olga").get("/protocol")
     assert status == 200
@@ -47,6 +40,8 @@ def test_register_lists_and_filters(office: Office) -> None:
     assert "Offerta manutenzione impianti" in html and "Fattura 2026/118" not in html
     _, _, html = office.http("olga").get("/protocol?q=2026/0000003")
     assert "Richiesta informazioni" in html and "Offerta manutenzione" not in html
+    _, _, html = office.http("olga").get("/protocol?q=2025/0000003")  # that number, another year: none
+    assert "Richiesta informazioni" not in html
     _, _, html = office.http("olga").get("/protocol?direction=out")
     assert "2026/0000001" not in html
     _, _, html = office.http("olga").get(f"/protocol?from={today(office)}&to={today(office)}&registry=AOO")
@@ -81,17 +76,21 @@ def test_cancel_is_for_admins_with_a_reason(office: Office) -> None:
 def test_daily_register_csv_and_pdf(office: Office) -> None:
     admin = office.http("admin")
     admin.post(f"/protocol/{reg_id(office, 3)}/cancel", {"reason": "Spam"})
-    status, headers, body = get_bytes(admin, f"/protocol/daily?date={today(office)}&format=csv")
+    # A reason a spreadsheet would run as a formula (subjects and senders come from outside).
+    admin.post(f"/protocol/{reg_id(office, 2)}/cancel", {"reason": '=HYPERLINK("https://evil.example","x")'})
+    status, headers, body = admin.get_bytes(f"/protocol/daily?date={today(office)}&format=csv")
     assert status == 200 and headers["content-type"].startswith("text/csv")
     assert body.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";"))
     assert rows[0][:3] == ["registry", "number", "date"]
     assert [r[1] for r in rows[1:]] == ["2026/0000001", "2026/0000002", "2026/0000003", "2026/0000004"]
     assert rows[3][8] and rows[3][10] == "Spam" and not rows[1][8]
-    _, _, body = get_bytes(admin, "/protocol/daily?date=2020-01-01&format=csv")
+    assert rows[2][10] == '\'=HYPERLINK("https://evil.example","x")'
+    assert admin.get_bytes(f"/protocol/daily?date={today(office)}&format=csv&registry=A%22B")[0] == 400
+    _, _, body = admin.get_bytes("/protocol/daily?date=2020-01-01&format=csv")
     assert len(list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";"))) == 1
 
-    status, headers, pdf = get_bytes(admin, f"/protocol/daily?date={today(office)}&format=pdf&registry=AOO")
+    status, headers, pdf = admin.get_bytes(f"/protocol/daily?date={today(office)}&format=pdf&registry=AOO")
     assert status == 200 and headers["content-type"] == "application/pdf" and pdf.startswith(b"%PDF")
     from pypdf import PdfReader
 
@@ -107,7 +106,7 @@ def test_daily_register_csv_and_pdf(office: Office) -> None:
 
 
 def test_daily_register_as_agent_holds_only_their_entries(office: Office) -> None:
-    _, _, body = get_bytes(office.http("rossi"), f"/protocol/daily?date={today(office)}&format=csv")
+    _, _, body = office.http("rossi").get_bytes(f"/protocol/daily?date={today(office)}&format=csv")
     numbers = [r[1] for r in csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";")][1:]
     assert numbers == ["2026/0000001", "2026/0000004"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from casella.models import Account, AuditLog, Message, ReadLog, User
-from tests.webmail.conftest import Office, login
+from casella.models import Account, AuditLog, Message, ReadLog
+from tests.webmail.conftest import Office, login, personal_mailbox
 
 F118 = "f118@edilnord.it"
 OFFER = "off1@tecnoservizi.com"
@@ -83,15 +83,7 @@ def test_hostile_subjects_are_inert_in_page_and_csv(office: Office) -> None:
 
 
 def test_a_personal_message_shows_as_a_row_without_its_subject(office: Office) -> None:
-    from ingest.accounts import add_account
-
-    f118 = office.ids[F118]
-    with office.db.session() as s:
-        acc = add_account(s, office.settings, name="personale-olga", imap_host=None, imap_port=None, username=None,
-                          password=None, security="none", is_pec=False, folders=["INBOX"], sent_folders=["Sent"])
-        s.flush()
-        acc.owner_user_id = s.scalar(select(User.id).where(User.username == "olga"))
-        s.get(Message, f118).account_id = acc.id
+    f118 = personal_mailbox(office, "olga", office.ids[F118])
     assert office.http("olga").get(f"/mail/{f118}")[0] == 200  # her own mailbox
     with office.db.reading() as s:
         assert s.scalar(select(ReadLog.id).where(ReadLog.message_id == f118)) is not None

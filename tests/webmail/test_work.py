@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from casella.models import (
     Account,
-    AuditLog,
     Message,
     MessageEvent,
     MessageNote,
@@ -22,7 +21,7 @@ from casella.models import (
     Registration,
     User,
 )
-from tests.webmail.conftest import Office, login
+from tests.webmail.conftest import Office, audit_log, login, personal_mailbox
 
 F118 = "f118@edilnord.it"  # Edilnord: agent rossi
 OFFER = "off1@tecnoservizi.com"  # Tecnoservizi: agent bianchi
@@ -33,11 +32,6 @@ def events(office: Office, message_id: int) -> list[tuple[str, str, dict[str, An
     with office.db.reading() as s:
         return [(e.actor, e.action, e.detail) for e in s.scalars(
             select(MessageEvent).where(MessageEvent.message_id == message_id).order_by(MessageEvent.id))]
-
-
-def audits(office: Office, action: str) -> list[AuditLog]:
-    with office.db.reading() as s:
-        return list(s.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)))
 
 
 def row(office: Office, message_id: int) -> Message:
@@ -58,7 +52,7 @@ def test_assign_then_the_list_shows_the_assignee(office: Office) -> None:
     assert "@Olga Operatrice" in line
     assert ("olga", "assign-user", {"user": "olga", "previous": None}) in events(office, mid)
     assert ("olga", "assign-group", {"group": "segreteria", "previous": None}) in events(office, mid)
-    audit = audits(office, "message:assign-user")
+    audit = audit_log(office, "message:assign-user")
     assert audit and audit[-1].actor == "olga" and audit[-1].target == f"message:{mid}"
     # "Assigned to me" lists it; unassigning empties it.
     _, _, mine = olga.get("/mail?mine=1")
@@ -218,7 +212,7 @@ def test_pratica_create_link_unlink(office: Office) -> None:
     assert ("link-pratica", {"pratica": "CANT-MONZA", "created": False}) in actions
     assert ("unlink-pratica", {"pratica": "CANT-MONZA"}) in actions
     assert ("link-pratica", {"pratica": "CANT-MONZA", "created": True}) in [(a, d) for _, a, d in events(office, mid)]
-    assert audits(office, "pratica:create")
+    assert audit_log(office, "pratica:create")
 
 
 def test_link_to_a_company_and_unlink(office: Office) -> None:
@@ -243,15 +237,7 @@ def test_link_to_a_company_and_unlink(office: Office) -> None:
 
 
 def test_owner_makes_a_personal_message_public_to_a_group(office: Office) -> None:
-    from ingest.accounts import add_account
-
-    with office.db.session() as s:
-        acc = add_account(s, office.settings, name="personale-dario", imap_host=None, imap_port=None, username=None,
-                          password=None, security="none", is_pec=False, folders=["INBOX"], sent_folders=["Sent"])
-        s.flush()
-        acc.owner_user_id = s.scalar(select(User.id).where(User.username == "direttore"))
-        s.execute(Message.__table__.update().where(Message.id == office.ids[UNKNOWN]).values(account_id=acc.id))
-    mid = office.ids[UNKNOWN]
+    mid = personal_mailbox(office, "direttore", office.ids[UNKNOWN])
     boss, olga, admin = office.http("direttore"), office.http("olga"), office.http("admin")
     assert olga.get(f"/mail/{mid}")[0] == 404
     assert admin.get(f"/mail/{mid}")[0] == 404  # private even to the admin

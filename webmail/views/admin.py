@@ -30,6 +30,7 @@ from casella.models import (
 )
 from casella.users import add_group, add_user, hash_password, list_users
 from ingest.accounts import account_status
+from mailserver.signatures import VARIABLES, render, signature_values
 from routing.errors import InvalidRules
 from routing.explain import explain
 from routing.stored_rules import _row_dict, missing_references
@@ -37,6 +38,8 @@ from routing.validate import parse_rules
 from routing.yaml_io import dump_rules, read_rules
 from webmail.context import Ctx, route
 from webmail.i18n import _
+from webmail.mailbox import visible_message
+from webmail.sanitize import sanitise_html
 from webmail.security import close_sessions
 
 ADMIN = ("admin",)
@@ -372,6 +375,10 @@ def rule_test(ctx: Ctx) -> Response:
         return ctx.render("admin/rule_test.html", data=None, error=_("Write the number of a message (the number in "
                                                                       "its address, /mail/NUMBER)."),
                           section="rules", message_id=raw, status_code=400)
+    assert ctx.grant is not None
+    if visible_message(ctx.db, ctx.grant, int(raw)) is None:  # e.g. someone's private mailbox
+        return ctx.render("admin/rule_test.html", data=None, error=_("Message %(id)s not found.") % {"id": raw},
+                          section="rules", message_id=raw, status_code=404)
     try:
         data = explain(ctx.db, BlobStore(ctx.settings.blob_dir), int(raw))
     except CasellaError as exc:
@@ -382,25 +389,13 @@ def rule_test(ctx: Ctx) -> Response:
 
 # ---------------------------------------------------------------- signatures
 def _preview(ctx: Ctx, sig: Signature) -> dict[str, Any] | None:
-    try:
-        from mailserver.signatures import render, signature_values
-    except ImportError:
-        return None
     assert ctx.user is not None
     account = ctx.db.get(Account, sig.account_id) if sig.account_id else ctx.db.scalar(select(Account).limit(1))
     user = ctx.db.get(User, sig.user_id) if sig.user_id else ctx.user
     if account is None or user is None:
         return None
     rendered = render(sig, signature_values(user, account, user.email or f"{account.name}@example.invalid"))
-    html = rendered.html
-    try:
-        from webmail.sanitize import sanitise_html
-
-        html = sanitise_html(html).html
-        safe = True
-    except ImportError:
-        safe = False
-    return {"text": rendered.text, "html": html, "html_safe": safe}
+    return {"text": rendered.text, "html": sanitise_html(rendered.html).html}
 
 
 def _signatures_page(ctx: Ctx, *, edit: Signature | None = None, error: str | None = None,
@@ -412,10 +407,6 @@ def _signatures_page(ctx: Ctx, *, edit: Signature | None = None, error: str | No
         form = {"name": edit.name, "account": accounts.get(edit.account_id, "") if edit.account_id else "",
                 "user": users.get(edit.user_id, "") if edit.user_id else "", "text": edit.body_text,
                 "html": edit.body_html, "default": edit.is_default}
-    try:
-        from mailserver.signatures import VARIABLES
-    except ImportError:
-        VARIABLES = {}
     return ctx.render("admin/signatures.html", status_code=status_code, signatures=sigs, accounts=accounts,
                       users=users, edit=edit, form=form or {}, error=error, section="signatures",
                       preview=_preview(ctx, edit) if edit is not None else None, variables=VARIABLES,

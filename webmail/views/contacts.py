@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from anagrafica.freemail import is_freemail
-from anagrafica.link import candidate_domains, resolve_links
+from anagrafica.link import Link, resolve_links
 from casella.access import visible_clause
 from casella.models import (
     LIFECYCLES,
@@ -124,18 +124,25 @@ def relink_unknown(session: Session, ctx: Ctx, *, emails: list[str], domains: li
 
     addrs = {correspondent(r) for r in rows} - {""}
     links = resolve_links(session, addrs, extra_freemail)
-    changed = 0
+    by_link: dict[Link, list[int]] = {}  # one UPDATE per distinct link, not one per message
     for r in rows:
         link = links.get(correspondent(r))
-        if link is None:
-            continue
-        session.execute(update(Message).where(Message.id == r.id).values(
+        if link is not None:
+            by_link.setdefault(link, []).append(r.id)
+    for link, ids in by_link.items():
+        session.execute(update(Message).where(Message.id.in_(ids)).values(
             link_kind=link.kind, contact_id=link.contact_id, company_id=link.company_id))
-        session.add(MessageEvent(message_id=r.id, actor=actor, action="linked",
-                                 detail={"kind": link.kind, "contact_id": link.contact_id,
-                                         "company_id": link.company_id}))
-        changed += 1
-    return changed
+        _record_events(session, ids, actor, "linked", {"kind": link.kind, "contact_id": link.contact_id,
+                                                       "company_id": link.company_id})
+    return sum(len(ids) for ids in by_link.values())
+
+
+def _record_events(session: Session, message_ids: list[int], actor: str, action: str,
+                   detail: dict[str, Any]) -> None:
+    """The same event in the history of each of these messages, in one statement."""
+    if message_ids:
+        session.execute(insert(MessageEvent), [{"message_id": m, "actor": actor, "action": action, "detail": detail}
+                                               for m in message_ids])
 
 
 # ---------------------------------------------------------------- list
@@ -173,7 +180,8 @@ def contacts_list(ctx: Ctx) -> Response:
         for cid, em in ctx.db.execute(select(ContactEmail.contact_id, ContactEmail.email)
                                       .where(ContactEmail.contact_id.in_([c.id for c in contacts]))):
             emails.setdefault(cid, []).append(em)
-    names = dict(ctx.db.execute(select(Company.id, Company.name)).all()) if contacts else {}
+    linked = {c.company_id for c in contacts if c.company_id}
+    names = dict(ctx.db.execute(select(Company.id, Company.name).where(Company.id.in_(linked))).all()) if linked else {}
     return ctx.render("contacts/list.html", q=q, page=page, more=more, companies=companies, contacts=contacts,
                       domains=domains, emails=emails, company_names=names)
 
@@ -302,11 +310,8 @@ def company_merge(ctx: Ctx) -> Response:
         w.execute(update(CompanyDomain).where(CompanyDomain.company_id == source.id).values(company_id=target.id))
         w.execute(update(Pratica).where(Pratica.company_id == source.id).values(company_id=target.id))
         w.execute(update(Message).where(Message.company_id == source.id).values(company_id=target.id))
-        if moved_messages:
-            w.execute(insert(MessageEvent), [
-                {"message_id": m, "actor": ctx.user.username, "action": "company-merged",
-                 "detail": {"from": source.id, "from_name": source.name, "to": target.id, "to_name": target.name}}
-                for m in moved_messages])
+        _record_events(w, moved_messages, ctx.user.username, "company-merged",
+                       {"from": source.id, "from_name": source.name, "to": target.id, "to_name": target.name})
         row = w.get(Company, target.id)
         assert row is not None
         for attr in ("vat_number", "fiscal_code", "agent", "category"):
@@ -410,11 +415,8 @@ def contact_merge(ctx: Ctx) -> Response:
         company_id = target.company_id if target.company_id is not None else source.company_id
         w.execute(update(Message).where(Message.contact_id == source.id)
                   .values(contact_id=target.id, company_id=company_id))
-        if moved:
-            w.execute(insert(MessageEvent), [
-                {"message_id": m, "actor": ctx.user.username, "action": "contact-merged",
-                 "detail": {"from": source.id, "from_name": source.name, "to": target.id, "to_name": target.name}}
-                for m in moved])
+        _record_events(w, moved, ctx.user.username, "contact-merged",
+                       {"from": source.id, "from_name": source.name, "to": target.id, "to_name": target.name})
         row = w.get(Contact, target.id)
         assert row is not None
         if row.company_id is None and company_id is not None:
@@ -450,12 +452,8 @@ def new_form(ctx: Ctx) -> Response:
     domain = email.rpartition("@")[2] if "@" in email else ""
     extra = frozenset(ctx.settings.freemail_domains_extra)
     freemail = bool(domain) and is_freemail(domain, extra)
-    existing = None
-    if domain and not freemail:
-        for d in candidate_domains(email):
-            existing = ctx.db.scalar(select(CompanyDomain.company_id).where(CompanyDomain.domain == d))
-            if existing:
-                break
+    link = resolve_links(ctx.db, {email}, extra).get(email) if domain and not freemail else None
+    existing = link.company_id if link is not None else None
     values = {"name": name or email.partition("@")[0], "email": email, "company": "existing" if existing else
               ("none" if freemail or not domain else "new"), "company_id": str(existing or ""),
               "company_name": "" if freemail else _guess_company(domain), "domain": "" if freemail else domain}

@@ -19,9 +19,10 @@ def mail_list(ctx: Ctx) -> Response:
     assert ctx.user is not None and ctx.grant is not None
     filters = Filters.from_query(ctx.query)
     page = list_page(ctx.db, ctx.grant, ctx.user.id, filters, ctx.query.get("after"))
-    tree = folder_tree(ctx.db, ctx.grant, ctx.user.id)
-    template = "mail/rows.html" if ctx.request.headers.get("x-partial") == "rows" else "mail/list.html"
-    return ctx.render(template, tree=tree, page=page, filters=filters, saved_views=saved_views_for(ctx))
+    if ctx.request.headers.get("x-partial") == "rows":  # "older messages" appends rows: no sidebar
+        return ctx.render("mail/rows.html", page=page, filters=filters)
+    return ctx.render("mail/list.html", tree=folder_tree(ctx.db, ctx.grant, ctx.user.id), page=page,
+                      filters=filters, saved_views=saved_views_for(ctx))
 
 
 ROUTES = [home, mail_list]
@@ -65,11 +66,12 @@ def bulk(ctx: Ctx) -> Response:
                     msg.assigned_user_id = ctx.user.id
                     w.add(MessageEvent(message_id=msg.id, actor=ctx.user.username, action="assigned",
                                        detail={"user": ctx.user.username}))
-        if allowed and action in ("read", "unread"):
-            bump_read_state(w, ctx.user.id)
         if allowed:
             ctx.audit(w, f"bulk:{action}", "messages", ids=allowed)
-    forget_counts()
+        if allowed and action in ("read", "unread"):
+            bump_read_state(w, ctx.user.id)  # this user's counts, in every process
+    if action not in ("read", "unread"):
+        forget_counts()  # status and assignment change what others count
     return ctx.redirect(back)
 
 

@@ -35,7 +35,6 @@ from casella.models import (
     Contact,
     Message,
     MessagePratica,
-    MessageReport,
     MessageSeen,
     MessageTag,
     Pratica,
@@ -43,6 +42,7 @@ from casella.models import (
     Registration,
     RemoteContentAllow,
 )
+from mailserver.report_stage import reports_for
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import adjust_unread, bump_read_state, folder_tree, visible_message
@@ -162,26 +162,7 @@ def _when(value: str | None) -> datetime | None:
 def _reports(session: Session, message_id: int) -> list[dict[str, Any]]:
     """Bounces and read receipts about a sent message (mailserver's reports_for), each
     with `at_dt` (a datetime for the template)."""
-    return [{**r, "at_dt": _when(r.get("at"))} for r in _report_rows(session, message_id)]
-
-
-def _report_rows(session: Session, message_id: int) -> list[dict[str, Any]]:
-    try:
-        from mailserver.reports import reports_for  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from mailserver.report_stage import reports_for
-        except ImportError:
-            reports_for = None
-    if reports_for is not None:
-        return list(reports_for(session, message_id))
-    rows = session.scalars(select(MessageReport).where(MessageReport.refers_to_id == message_id)
-                           .order_by(MessageReport.at, MessageReport.id))
-    states = {"failed": "bounced", "delayed": "delayed", "delivered": "delivered", "displayed": "read"}
-    return [{"kind": r.kind, "recipient": r.recipient, "action": r.action,
-             "state": states.get(r.action, r.action), "status": r.status,
-             "diagnostic": r.diagnostic, "at": r.at.isoformat() if r.at else None, "report_message": r.message_id,
-             "text": ""} for r in rows]
+    return [{**r, "at_dt": _when(r.get("at"))} for r in reports_for(session, message_id)]
 
 
 def _pec(ctx: Ctx, msg: Message, account: Account | None) -> dict[str, Any] | None:

@@ -13,16 +13,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from casella.access import visible_clause
 from casella.models import Message, ProtocolRegistry, Registration, format_protocol
+from protocol_registry.assign import parse_number
+from protocol_registry.errors import BadProtocolNumber
 from protocol_registry.register import cancel
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.register_pdf import DailyEntry, list_hash, register_pdf
+from webmail.security import csv_cell
 
 PAGE = 100
 
@@ -70,10 +73,15 @@ def register_list(ctx: Ctx) -> Response:
         where.append(Registration.registered_at < _day_start(until + timedelta(days=1), zone))
     if text:
         like = f"%{text.lower()}%"
-        number = text.split("/")[-1].lstrip("0")
         parts = [func.lower(Registration.subject).like(like), func.lower(Registration.correspondent).like(like)]
-        if number.isdigit():
-            parts.append(cast(Registration.number, String) == number)
+        if text.isdigit():  # a number, in any year
+            parts.append(Registration.number == int(text))
+        else:
+            try:
+                year, number = parse_number(text)  # 2026/0000042: that year's
+                parts.append(and_(Registration.year == year, Registration.number == number))
+            except BadProtocolNumber:
+                pass
         where.append(or_(*parts))
     rows = ctx.db.execute(_base(ctx).where(*where)
                           .order_by(Registration.registered_at.desc(), Registration.id.desc())
@@ -138,6 +146,8 @@ def register_daily(ctx: Ctx) -> Response:
     if fmt not in ("csv", "pdf"):
         raise HTTPException(400, _("Choose the format csv or pdf."))
     registry = ctx.query.get("registry") or None
+    if registry is not None and not registry.replace("-", "").replace("_", "").isalnum():
+        raise HTTPException(400, _("Choose a registry from the list."))
     entries = daily_entries(ctx, day, registry)
     with ctx.write() as w:
         ctx.audit(w, "protocol-export", f"daily:{day.isoformat()}", format=fmt, registry=registry,
@@ -148,8 +158,9 @@ def register_daily(ctx: Ctx) -> Response:
         writer = csv.writer(buf, delimiter=";")
         writer.writerow(CSV_HEADER)
         for e in entries:
-            writer.writerow([e.registry, e.number, day.isoformat(), e.time, e.direction, e.correspondent, e.subject,
-                             e.sha256, e.cancelled_at, e.cancelled_by, e.cancel_reason])
+            writer.writerow([csv_cell(v) for v in (
+                e.registry, e.number, day.isoformat(), e.time, e.direction, e.correspondent, e.subject, e.sha256,
+                e.cancelled_at, e.cancelled_by, e.cancel_reason)])
         return Response(("\ufeff" + buf.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     pdf = register_pdf(entries, day=day, registry=registry or ", ".join(sorted({e.registry for e in entries})) or "—")

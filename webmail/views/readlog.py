@@ -29,6 +29,7 @@ from casella.models import Account, Message, ReadLog, User
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import visible_message
+from webmail.security import csv_cell
 
 ROLES = ("admin", "manager")
 PAGE_SIZE = 100
@@ -116,7 +117,7 @@ def _csv(ctx: Ctx, query: Any, user: User | None, msg: Message | None) -> Respon
         out.writerow(header)
         with db.reading() as s:
             for r in s.execute(query.limit(CSV_LIMIT)).yield_per(1000):
-                out.writerow([_cell(v) for v in (r.at.isoformat(), r.username, r.display_name, r.message_id,
+                out.writerow([csv_cell(v) for v in (r.at.isoformat(), r.username, r.display_name, r.message_id,
                                                   r.account or "", r.from_addr or "",
                                                   r.subject if r.visible else private)])
                 if buf.tell() > 64_000:
@@ -128,13 +129,6 @@ def _csv(ctx: Ctx, query: Any, user: User | None, msg: Message | None) -> Respon
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"readlog-{target.replace(':', '-')}.csv")
     return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _cell(value: Any) -> Any:
-    """No spreadsheet formulas from mail subjects or names (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 ROUTES = [readlog]

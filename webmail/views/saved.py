@@ -58,7 +58,11 @@ def saved_views_for(ctx: Ctx, *, sidebar: bool = True) -> list[ViewLink]:
         return []
     own = ctx.db.scalars(select(SavedView).where(SavedView.user_id == ctx.user.id).order_by(SavedView.name))
     views = [*builtin_views(), *(ViewLink(v.name, view_url(v.query or {}), v.id) for v in own)]
-    return [v for v in views if not (sidebar and v.id is None and v.url in IN_TREE)]
+    return for_sidebar(views) if sidebar else views
+
+
+def for_sidebar(views: list[ViewLink]) -> list[ViewLink]:
+    return [v for v in views if not (v.id is None and v.url in IN_TREE)]
 
 
 def parse_target(path: str, query: str) -> dict[str, object] | None:
@@ -83,8 +87,9 @@ def views(ctx: Ctx) -> Response:
 
     assert ctx.user is not None and ctx.grant is not None
     notice = {"saved": _("View saved."), "deleted": _("View deleted.")}.get(ctx.query.get("done", ""))
-    return ctx.render("search.html", views_page=True, views=saved_views_for(ctx, sidebar=False), notice=notice,
-                      saved_views=saved_views_for(ctx), tree=folder_tree(ctx.db, ctx.grant, ctx.user.id),
+    views = saved_views_for(ctx, sidebar=False)
+    return ctx.render("search.html", views_page=True, views=views, notice=notice,
+                      saved_views=for_sidebar(views), tree=folder_tree(ctx.db, ctx.grant, ctx.user.id),
                       filters=None, q="")
 
 
@@ -101,9 +106,9 @@ def save_view(ctx: Ctx) -> Response:
     elif target is None:
         error = _("Only a mail list or a search can be saved as a view.")
     if error is not None:
-        return ctx.render("search.html", status_code=400, views_page=True, views=saved_views_for(ctx, sidebar=False),
-                          error=error,
-                          saved_views=saved_views_for(ctx), tree=folder_tree(ctx.db, ctx.grant, ctx.user.id),
+        views = saved_views_for(ctx, sidebar=False)
+        return ctx.render("search.html", status_code=400, views_page=True, views=views, error=error,
+                          saved_views=for_sidebar(views), tree=folder_tree(ctx.db, ctx.grant, ctx.user.id),
                           filters=None, q="")
     with ctx.write() as w:
         view = w.scalar(select(SavedView).where(SavedView.user_id == ctx.user.id, SavedView.name == name))

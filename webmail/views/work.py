@@ -39,7 +39,7 @@ from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import forget_counts, visible_message
 from webmail.mentions import notify
-from webmail.presence import STATES, key_for, registry
+from webmail.presence import STATES, key_for
 from webmail.work import (
     MAX_NOTE,
     MAX_TAG,
@@ -360,7 +360,7 @@ def public(ctx: Ctx) -> Response:
 
 def _presence_json(ctx: Ctx, msg: Message) -> JSONResponse:
     assert ctx.user is not None
-    others = registry(ctx.app).others(key_for(msg), ctx.user.username)
+    others = ctx.app.presence.others(key_for(msg), ctx.user.username)
     return JSONResponse({"others": [
         {"username": h.username, "name": h.name, "state": h.state,
          "text": (_("%(name)s is replying") if h.state == "replying" else _("%(name)s is viewing")) % {"name": h.name}}
@@ -374,7 +374,7 @@ def presence(ctx: Ctx) -> Response:
     msg = _message(ctx)
     if ctx.request.method == "POST":
         state = ctx.f("state", "viewing")
-        reg = registry(ctx.app)
+        reg = ctx.app.presence
         if state == "leave":
             reg.leave(key_for(msg), ctx.user.username)
         elif state in STATES:
