@@ -40,6 +40,7 @@ from casella.errors import CasellaError
 from casella.models import AuditLog, User, utcnow
 from casella.settings import Settings
 from webmail import i18n
+from webmail.fragments import RowFragments
 from webmail.presence import Presence
 from webmail.security import (
     LOGIN_CSRF_COOKIE,
@@ -98,6 +99,7 @@ def make_templates() -> Environment:
     env.filters["dt"] = _format_datetime
     env.filters["filesize"] = _filesize
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")
+    env.globals["row_html"] = RowFragments(env)
     return env
 
 

@@ -105,7 +105,7 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v not in (None, "", False)})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 2x, fifty times a page
 class Row:
     id: int
     account: str
@@ -298,15 +298,23 @@ def filter_clause(filters: Filters, user_id: int) -> list[ColumnElement[bool]]:
     return where
 
 
-def _cursor_clause(cursor: tuple[datetime | None, int], order: str) -> ColumnElement[bool]:
-    date, last_id = cursor
+# A page after the first one carries its cursor as parameters, so that the statement stays
+# the same from page to page (see _page_statements).
+_CURSOR_DATE = bindparam("cursor_date", type_=Message.__table__.c.date.type)
+_CURSOR_ID = bindparam("cursor_id", type_=Message.__table__.c.id.type)
+
+
+def _cursor_clause(dated: bool, order: str) -> ColumnElement[bool]:
+    """Rows after the cursor (`cursor_date`, `cursor_id`) in `order`; `dated`: the cursor
+    row has a date (undated rows come last, newest first)."""
     if order == "desc":
-        if date is None:
-            return and_(Message.date.is_(None), Message.id < last_id)
-        return or_(Message.date < date, and_(Message.date == date, Message.id < last_id), Message.date.is_(None))
-    if date is None:
-        return or_(Message.date.is_not(None), and_(Message.date.is_(None), Message.id > last_id))
-    return or_(Message.date > date, and_(Message.date == date, Message.id > last_id))
+        if not dated:
+            return and_(Message.date.is_(None), Message.id < _CURSOR_ID)
+        return or_(Message.date < _CURSOR_DATE, and_(Message.date == _CURSOR_DATE, Message.id < _CURSOR_ID),
+                   Message.date.is_(None))
+    if not dated:
+        return or_(Message.date.is_not(None), and_(Message.date.is_(None), Message.id > _CURSOR_ID))
+    return or_(Message.date > _CURSOR_DATE, and_(Message.date == _CURSOR_DATE, Message.id > _CURSOR_ID))
 
 
 LIST_COLUMNS = (Message.id, Message.account_id, Message.folder, Message.direction, Message.subject, Message.from_name,
@@ -342,22 +350,49 @@ def _sort_key(order: str) -> Any:
     return lambda r: (r.date is not None, r.date.timestamp() if r.date else 0.0, r.id)
 
 
-def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cursor: str | None = None,
-              page_size: int = PAGE_SIZE, extra: list[ColumnElement[bool]] | None = None) -> Page:
+_statements: dict[tuple[Any, ...], list[Any]] = {}
+MAX_STATEMENTS = 2000
+
+
+def _page_statements(grant: Grant, user_id: int, filters: Filters, dated: bool | None, page_size: int,
+                     extra: list[ColumnElement[bool]] | None) -> list[Any]:
+    """The statements of one list page (one per part of `_visible_parts`), each at most
+    page_size + 1 rows in order. Kept per grant, filters and cursor shape (without the
+    cursor's values): building a statement costs more than running it, and a kept one is
+    also found at once in SQLAlchemy's compiled cache."""
+    key = (grant, user_id, *(getattr(filters, f) for f in Filters.__slots__), dated, page_size)  # type: ignore[attr-defined]
+    if extra is None and (kept := _statements.get(key)) is not None:
+        return kept
     where = [*filter_clause(filters, user_id), *(extra or [])]
-    decoded = decode_cursor(cursor)
-    if decoded is not None:
-        where.append(_cursor_clause(decoded, filters.order))
+    if dated is not None:
+        where.append(_cursor_clause(dated, filters.order))
     if filters.order == "desc":
         order = (Message.date.desc().nulls_last(), Message.id.desc())
     else:
         order = (Message.date.asc().nulls_first(), Message.id.asc())
-    parts = _visible_parts(grant, filters.account_id)
+    statements = [select(*LIST_COLUMNS).where(part, *where).order_by(*order).limit(page_size + 1)
+                  for part in _visible_parts(grant, filters.account_id)]
+    if extra is None:
+        if len(_statements) >= MAX_STATEMENTS:
+            _statements.clear()
+        _statements[key] = statements
+    return statements
+
+
+def list_page(session: Session, grant: Grant, user_id: int, filters: Filters, cursor: str | None = None,
+              page_size: int = PAGE_SIZE, extra: list[ColumnElement[bool]] | None = None) -> Page:
+    decoded = decode_cursor(cursor)
+    params: dict[str, Any] = {}
+    if decoded is not None:
+        params = {"cursor_date": decoded[0], "cursor_id": decoded[1]}
+    statements = _page_statements(grant, user_id, filters, None if decoded is None else decoded[0] is not None,
+                                  page_size, extra)
+    # Bare columns: run on the connection, without the ORM's result machinery.
+    connection = session.connection()
     rows: list[Any] = []
-    for part in parts:  # each part: at most one page, in order; merged below
-        rows += session.execute(select(*LIST_COLUMNS).where(part, *where).order_by(*order)
-                                .limit(page_size + 1)).all()
-    if len(parts) > 1:
+    for statement in statements:  # each part: at most one page, in order; merged below
+        rows += connection.execute(statement, params).all()
+    if len(statements) > 1:
         rows.sort(key=_sort_key(filters.order))
     more = len(rows) > page_size
     rows = rows[:page_size]
@@ -382,28 +417,31 @@ _DECORATIONS = (
     .where(Message.id.in_(bindparam("ids", expanding=True))))
 
 
+_TAGS = (select(MessageTag.message_id, MessageTag.tag)
+         .where(MessageTag.message_id.in_(bindparam("ids", expanding=True))))
+
+
 def decorate(session: Session, rows: list[Any], user_id: int) -> list[Row]:
-    """Turn bare list columns into `Row`s with names, protocol, unread and tags: two
-    queries per page (one with every one-to-one decoration joined, one for tags), never
-    one per row."""
+    """Turn bare list columns (LIST_COLUMNS) into `Row`s with names, protocol, unread and
+    tags: two queries per page (one with every one-to-one decoration joined, one for
+    tags), never one per row."""
     if not rows:
         return []
+    connection = session.connection()
     ids = [r.id for r in rows]
-    extra = {d.id: d for d in session.execute(_DECORATIONS, {"user_id": user_id, "ids": ids})}
+    extra = {d[0]: d for d in connection.execute(_DECORATIONS, {"user_id": user_id, "ids": ids})}
     tags: dict[int, list[str]] = {}
-    for m, t in session.execute(select(MessageTag.message_id, MessageTag.tag).where(MessageTag.message_id.in_(ids))):
+    for m, t in connection.execute(_TAGS, {"ids": ids}):
         tags.setdefault(m, []).append(t)
     out = []
-    for r in rows:
-        d = extra[r.id]
+    for (id_, _account_id, folder, direction, subject, from_name, from_addr, to, date, has_attachments, status,
+         assigned_user_id, link_kind, _contact_id, _company_id) in rows:
+        _, account, year, number, seen, pec_kind, display_name, username, contact, company = extra[id_]
         out.append(Row(
-            id=r.id, account=d.account, folder=r.folder, direction=r.direction,
-            subject=r.subject, from_name=r.from_name, from_addr=r.from_addr, to=r.to or [], date=r.date,
-            has_attachments=r.has_attachments, status=r.status,
-            protocol=format_protocol(d.year, d.number) if d.number is not None else None,
-            assigned=(d.display_name or d.username) if r.assigned_user_id else None,
-            link_name=d.contact or d.company, link_kind=r.link_kind,
-            pec_kind=d.pec_kind, unread=d.seen is None, tags=sorted(tags.get(r.id, []))))
+            id_, account, folder, direction, subject, from_name, from_addr, to or [], date, has_attachments, status,
+            format_protocol(year, number) if number is not None else None,
+            (display_name or username) if assigned_user_id else None,
+            contact or company, link_kind, pec_kind, seen is None, sorted(tags[id_]) if id_ in tags else []))
     return out
 
 

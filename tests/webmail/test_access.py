@@ -115,6 +115,38 @@ def test_keyset_pages_cover_every_message_once(office: Office) -> None:
             assert dates == sorted(dates, reverse=order == "desc")
 
 
+def test_keyset_pages_with_undated_and_equal_dates(office: Office) -> None:
+    """Undated mail comes last (newest first) or first (oldest first), equal dates page by
+    id, and a page's cursor (kept statement, cursor as parameters) never skips or repeats."""
+    from sqlalchemy import select, update
+
+    from casella.access import grant_for
+    from casella.models import Message, User
+    from webmail.mailbox import Filters, list_page
+
+    ids = sorted(office.ids.values())
+    with office.db.session() as s:
+        s.execute(update(Message).where(Message.id.in_(ids[:2])).values(date=None))
+        same = s.get(Message, ids[2]).date
+        s.execute(update(Message).where(Message.id.in_(ids[3:5])).values(date=same))
+    with office.db.reading() as s:
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        grant = grant_for(s, admin)
+        dates = {m.id: m.date for m in s.scalars(select(Message))}
+        for order in ("desc", "asc"):
+            seen: list[int] = []
+            cursor = None
+            while True:
+                page = list_page(s, grant, admin.id, Filters(order=order), cursor, page_size=1)
+                seen += [r.id for r in page.rows]
+                if (cursor := page.next_cursor) is None:
+                    break
+            undated = sorted(ids[:2], reverse=order == "desc")
+            dated = sorted((i for i in dates if dates[i] is not None), key=lambda i: (dates[i], i),
+                           reverse=order == "desc")
+            assert seen == (dated + undated if order == "desc" else undated + dated), order
+
+
 def test_browser_login_list_and_hostile_names_never_run(office: Office, page: Any) -> None:
     login(page, office, "olga")
     assert page.locator("tr.msg").count() == 4

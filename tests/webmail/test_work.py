@@ -358,3 +358,37 @@ def test_browser_works_on_a_phone(office: Office, browser: Any) -> None:
         assert width <= 380, f"the page scrolls sideways on a phone ({width}px)"
     finally:
         ctx.close()
+
+
+def _list_row(client: Any, message_id: int) -> str:
+    _, _, html = client.get("/mail")
+    found = re.search(rf'<tr class="[^"]*" data-href="/mail/{message_id}">.*?</tr>', html, re.DOTALL)
+    assert found, message_id
+    return found.group(0)
+
+
+def test_list_rows_kept_rendered_still_show_every_change(office: Office) -> None:
+    """Rows are kept rendered (webmail/fragments.py) under everything they show: reading,
+    tagging, a status, an assignee, a subject edited in the database and the language each
+    show at once, and one user's read state never shows in another's list."""
+    mid = office.ids[F118]
+    olga, direttore = office.http("olga"), office.http("direttore")
+    first = _list_row(olga, mid)
+    assert 'class="msg unread"' in first and _list_row(direttore, mid).startswith('<tr class="msg unread"')
+    assert _list_row(olga, mid) == first  # the kept fragment, unchanged
+    olga.get(f"/mail/{mid}")
+    assert _list_row(olga, mid).startswith('<tr class="msg"')
+    assert _list_row(direttore, mid).startswith('<tr class="msg unread"')
+    olga.post(f"/mail/{mid}/tags", {"add": "urgente"})
+    olga.post(f"/mail/{mid}/status", {"status": "pending"})
+    olga.post(f"/mail/{mid}/assign", {"user": "direttore"})
+    row_now = _list_row(olga, mid)
+    assert '<span class="tag">urgente</span>' in row_now and "status-pending" in row_now
+    assert '<span class="assignee">@' in row_now
+    with office.db.session() as s:
+        s.get(Message, mid).subject = "Oggetto <b>cambiato</b>"
+    row_now = _list_row(olga, mid)
+    assert "Oggetto &lt;b&gt;cambiato&lt;/b&gt;" in row_now and "<b>" not in row_now
+    olga.post("/settings/language", {"lang": "en", "next": "/mail"})
+    assert "Pending" in _list_row(olga, mid) and "In attesa" not in _list_row(olga, mid)
+    assert "Pending" not in _list_row(direttore, mid)
