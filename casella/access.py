@@ -14,6 +14,7 @@ translate it into their own filters; the webmail into SQL).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import (
     ColumnElement,
@@ -126,8 +127,10 @@ def _grant(user: User, owned: dict[int, int], groups: frozenset[int], accounts: 
                  private_account_ids=private, own_account_ids=own)
 
 
+@lru_cache(maxsize=4096)
 def visible_clause(grant: Grant) -> ColumnElement[bool]:
-    """SQL condition on `Message` for what `grant` may read."""
+    """SQL condition on `Message` for what `grant` may read. Kept per grant (a grant is
+    immutable, and so is a clause): every page asks for it, often more than once."""
     private_ok = or_(Message.account_id.not_in(grant.private_account_ids), Message.is_public.is_(True)) \
         if grant.private_account_ids else true()
     if grant.everything:

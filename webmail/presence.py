@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from casella.db import Database
 from casella.models import PresenceEntry, utcnow
@@ -42,28 +43,35 @@ class Presence:
         self.db = db
         self.expiry = timedelta(seconds=expiry)
 
-    def touch(self, key: str, username: str, state: str, name: str = "") -> None:
+    def touch(self, key: str, username: str, state: str, name: str = "", *, session: Session | None = None) -> None:
+        """Mark `username` present on `key`. In `session` (the caller's writing transaction,
+        committed with it) when given: opening a message writes its read log and presence
+        in one commit."""
         if state not in STATES:
             raise ValueError(f"presence state must be one of {', '.join(STATES)}")
+        if session is not None:
+            self._touch_in(session, key, username, state, name)
+            return
         try:
-            self._touch(key, username, state, name)
+            with self.db.session() as w:
+                self._touch_in(w, key, username, state, name)
         except IntegrityError:  # the same person's other tab, in another process, inserted first
-            self._touch(key, username, state, name)
+            with self.db.session() as w:
+                self._touch_in(w, key, username, state, name)
 
-    def _touch(self, key: str, username: str, state: str, name: str) -> None:
+    def _touch_in(self, w: Session, key: str, username: str, state: str, name: str) -> None:
         now = utcnow()
-        with self.db.session() as w:
-            row = w.get(PresenceEntry, (key, username))
-            if row is None:
-                w.add(PresenceEntry(key=key, username=username, state=state, name=name or username, seen_at=now))
-            elif state == "viewing" and row.state == "replying" and now - row.seen_at < self.expiry:
-                # Replying wins over viewing for a while: the message tab of someone who is
-                # writing an answer in another tab must not hide that they are replying.
-                row.name = name or row.name
-            else:
-                row.state, row.name, row.seen_at = state, name or username, now
-            if random.random() < SWEEP_CHANCE:
-                w.execute(delete(PresenceEntry).where(PresenceEntry.seen_at < now - self.expiry))
+        row = w.get(PresenceEntry, (key, username))
+        if row is None:
+            w.add(PresenceEntry(key=key, username=username, state=state, name=name or username, seen_at=now))
+        elif state == "viewing" and row.state == "replying" and now - row.seen_at < self.expiry:
+            # Replying wins over viewing for a while: the message tab of someone who is
+            # writing an answer in another tab must not hide that they are replying.
+            row.name = name or row.name
+        else:
+            row.state, row.name, row.seen_at = state, name or username, now
+        if random.random() < SWEEP_CHANCE:
+            w.execute(delete(PresenceEntry).where(PresenceEntry.seen_at < now - self.expiry))
 
     def leave(self, key: str, username: str) -> None:
         with self.db.session() as w:

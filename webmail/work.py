@@ -110,24 +110,21 @@ def _could_see_each(session: Session, msg: Message, cases: list[tuple[Grant, int
     return out
 
 
-def assignable_users(session: Session, msg: Message) -> list[User]:
-    """Active users who could see `msg` once it is assigned to them."""
+def assignable(session: Session, msg: Message) -> tuple[list[User], list[Group]]:
+    """The assignee choices for `msg`: active users who could see it once it is assigned to
+    them, and groups with at least one active member who could see it assigned to the
+    group. One grant computation and one visibility query for both lists."""
     users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)))
-    grants = grants_for_users(session, users)
-    ok = _could_see_each(session, msg, [(grants[u.id], u.id, msg.assigned_group_id) for u in users])
-    return [u for u, yes in zip(users, ok, strict=True) if yes]
-
-
-def assignable_groups(session: Session, msg: Message) -> list[Group]:
-    """Groups with at least one active member who could see `msg` assigned to the group."""
     groups = list(session.scalars(select(Group).order_by(Group.name)))
-    members = session.execute(select(GroupMember.group_id, User).join(User, User.id == GroupMember.user_id)
-                              .where(User.active.is_(True))).all()
-    grants = grants_for_users(session, list({u.id: u for _, u in members}.values()))
-    pairs = [(gid, u) for gid, u in members]
-    ok = _could_see_each(session, msg, [(grants[u.id], None, gid) for gid, u in pairs])
-    good = {gid for (gid, _), yes in zip(pairs, ok, strict=True) if yes}
-    return [g for g in groups if g.id in good]
+    pairs = [(gid, uid) for gid, uid in session.execute(
+        select(GroupMember.group_id, GroupMember.user_id).join(User, User.id == GroupMember.user_id)
+        .where(User.active.is_(True)))]
+    grants = grants_for_users(session, users)  # every member of `pairs` is an active user
+    ok = _could_see_each(session, msg, [(grants[u.id], u.id, msg.assigned_group_id) for u in users]
+                         + [(grants[uid], None, gid) for gid, uid in pairs])
+    good_groups = {gid for (gid, _), yes in zip(pairs, ok[len(users):], strict=True) if yes}
+    return ([u for u, yes in zip(users, ok[:len(users)], strict=True) if yes],
+            [g for g in groups if g.id in good_groups])
 
 
 def writable_accounts(session: Session, user: User, grant: Grant) -> list[Account]:
@@ -283,8 +280,9 @@ class Event:
     text: str
 
 
-def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
-    """Everything templates/mail/_work.html shows for `msg` (which the user may see)."""
+def panel(ctx: Ctx, msg: Message, *, present: bool = False) -> dict[str, Any]:
+    """Everything templates/mail/_work.html shows for `msg` (which the user may see).
+    `present`: the request already marked the user present on it (opening the message)."""
     assert ctx.user is not None and ctx.grant is not None
     s = ctx.db
     user = ctx.user
@@ -315,7 +313,8 @@ def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
         linked = None
     # Opening the page is viewing it: the others see this user at once, not at the first poll.
     presence = ctx.app.presence
-    presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username)
+    if not present:
+        presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username)
     out: dict[str, Any] = {
         "can": can, "assignee": assignee, "group": group, "status": msg.status, "statuses": STATUSES,
         "tags": tags, "pratiche": pratiche, "notes": notes, "history": history, "linked": linked,
@@ -323,8 +322,7 @@ def panel(ctx: Ctx, msg: Message) -> dict[str, Any]:
         "others": presence.others(key_for(msg), user.username),
     }
     if can["assign"]:
-        out["users"] = assignable_users(s, msg)
-        out["groups"] = assignable_groups(s, msg)
+        out["users"], out["groups"] = assignable(s, msg)
     if can["public"]:
         out["public_groups"] = list(s.scalars(select(Group).order_by(Group.name)))
     if can["move"]:

@@ -47,6 +47,7 @@ from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import adjust_unread, bump_read_state, folder_tree, visible_message
 from webmail.mentions import mark_seen
+from webmail.presence import key_for
 from webmail.sanitize import linkify_text, sanitise_html
 
 # Shown in the browser (?inline=1) only for these types; everything else is downloaded.
@@ -203,24 +204,30 @@ def _back(ctx: Ctx, msg: Message) -> str:
     return f"/mail?mailbox={msg.account_id}&folder={quote(msg.folder, safe='')}"
 
 
-def _record_reading(ctx: Ctx, message_id: int) -> int | None:
-    """One write: the read log row, and the read state when this user had not read it yet
-    (two tabs opening it at once: the second finds the row the first just wrote). When the
-    message went from unread to read, the user's new read-state version; else None."""
+def _record_reading(ctx: Ctx, msg: Message) -> int | None:
+    """One write, one commit: the read log row, the user's presence on the conversation
+    (collision detection), and the read state when this user had not read it yet (two tabs
+    opening it at once: the second finds the row the first just wrote). When the message
+    went from unread to read, the user's new read-state version; else None."""
     assert ctx.user is not None
+    user = ctx.user
     try:
         with ctx.write() as w:
-            w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
-            mark_seen(w, ctx.user.id, message_id)  # its @mentions of this user
-            if w.get(MessageSeen, (ctx.user.id, message_id)) is not None:
+            w.add(ReadLog(message_id=msg.id, user_id=user.id))
+            mark_seen(w, user.id, msg.id)  # its @mentions of this user
+            ctx.app.presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username,
+                                   session=w)
+            if w.get(MessageSeen, (user.id, msg.id)) is not None:
                 return None
-            w.add(MessageSeen(user_id=ctx.user.id, message_id=message_id))
-            version = bump_read_state(w, ctx.user.id)
+            w.add(MessageSeen(user_id=user.id, message_id=msg.id))
+            version = bump_read_state(w, user.id)
         return version
     except IntegrityError:
         with ctx.write() as w:
-            w.add(ReadLog(message_id=message_id, user_id=ctx.user.id))
-            mark_seen(w, ctx.user.id, message_id)
+            w.add(ReadLog(message_id=msg.id, user_id=user.id))
+            mark_seen(w, user.id, msg.id)
+            ctx.app.presence.touch(key_for(msg), user.username, "viewing", user.display_name or user.username,
+                                   session=w)
         return None
 
 
@@ -230,7 +237,7 @@ def show(ctx: Ctx) -> Response:
 
     assert ctx.user is not None and ctx.grant is not None
     msg = _message(ctx)
-    version = _record_reading(ctx, msg.id)
+    version = _record_reading(ctx, msg)
     if version is not None:
         adjust_unread(ctx.user.id, msg.account_id, msg.folder, -1, version)
     with ctx.app.db.reading() as fresh:  # ctx.db may read from before the write above
@@ -266,7 +273,7 @@ def show(ctx: Ctx) -> Response:
         thread=_thread(ctx, msg), back=_back(ctx, msg), as_text=as_text, has_html=bool(msg.body_html.strip()),
         text_html=linkify_text(msg.body_text) if as_text else None, body_url=body_url, blocked=blocked,
         allow_remote=allow_remote, always_remote=always, headers=_raw_headers(ctx, msg),
-        tree=tree, filters=None, work=panel(ctx, msg), outbound=outbound,
+        tree=tree, filters=None, work=panel(ctx, msg, present=True), outbound=outbound,
         outbound_label=state_label(outbound["state"]) if outbound else None)
 
 
