@@ -80,15 +80,19 @@ def grant_for(session: Session, user: User) -> Grant:
     return _grant(user, owned, frozenset(facts["group"]), frozenset(facts["account"]), frozenset(facts["company"]))
 
 
-def grants_for_users(session: Session, users: list[User]) -> dict[int, Grant]:
+def grants_for_users(session: Session, users: list[User],
+                     memberships: list[tuple[int, int]] | None = None) -> dict[int, Grant]:
     """`grant_for` of many users with a fixed number of queries (the webmail's assignee
-    choices); the same rules (`_grant`), checked equal by tests/webmail/test_access.py."""
+    choices); the same rules (`_grant`), checked equal by tests/webmail/test_access.py.
+    `memberships`: (user id, group id) of at least these users, when the caller has them."""
     owned = dict(session.execute(select(Account.id, Account.owner_user_id)
                                  .where(Account.owner_user_id.is_not(None))).all())
     ids = [u.id for u in users]
+    if memberships is None:
+        memberships = [(u, g) for u, g in session.execute(select(GroupMember.user_id, GroupMember.group_id)
+                                                           .where(GroupMember.user_id.in_(ids)))]
     groups: dict[int, set[int]] = {}
-    for user_id, group_id in session.execute(select(GroupMember.user_id, GroupMember.group_id)
-                                             .where(GroupMember.user_id.in_(ids))):
+    for user_id, group_id in memberships:
         groups.setdefault(user_id, set()).add(group_id)
     perms = session.execute(select(MailboxPermission.account_id, MailboxPermission.user_id,
                                    MailboxPermission.group_id)).all()

@@ -179,14 +179,18 @@ def adjust_unread(user_id: int, account_id: int, folder: str, delta: int, versio
                 for m in tree])
 
 
-def folder_tree(session: Session, grant: Grant, user_id: int) -> list[Mailbox]:
+def folder_tree(session: Session, grant: Grant, user_id: int, seen_version: int | None = None) -> list[Mailbox]:
     """Every mailbox and folder the user may see, with total and unread counts, cached a
     few seconds per user (the tree is on every page). One request counts at a time per
-    user; the others meanwhile get the previous counts, or wait for the first ones."""
-    user = session.get(User, user_id)  # already in the request's session: no query
+    user; the others meanwhile get the previous counts, or wait for the first ones.
+    `seen_version`: the user's read-state version when the caller knows it newer than
+    `session` would read it (it just wrote it); else read from the user's row."""
+    if seen_version is None:
+        user = session.get(User, user_id)  # already in the request's session: no query
+        seen_version = user.seen_version if user is not None else 0
     # Another process may have changed this user's read state (seen_version); one process
     # may serve several databases (tests).
-    key = (user_id, user.seen_version if user is not None else 0, grant, str(session.get_bind().url))
+    key = (user_id, seen_version, grant, str(session.get_bind().url))
     with _counts_lock:
         hit = _counts_cache.get(key)
         if hit and time.monotonic() - hit[0] < COUNTS_TTL:

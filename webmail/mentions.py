@@ -81,4 +81,6 @@ def mark_seen(session: Session, user_id: int, message_id: int | None = None) -> 
     query = update(NoteMention).where(NoteMention.user_id == user_id, NoteMention.seen_at.is_(None))
     if message_id is not None:
         query = query.where(NoteMention.message_id == message_id)
-    return session.execute(query.values(seen_at=utcnow())).rowcount or 0
+    # No NoteMention objects are loaded where this runs: nothing in the session to update.
+    return session.execute(query.values(seen_at=utcnow()),
+                           execution_options={"synchronize_session": False}).rowcount or 0

@@ -77,14 +77,18 @@ class Presence:
         with self.db.session() as w:
             w.execute(delete(PresenceEntry).where(PresenceEntry.key == key, PresenceEntry.username == username))
 
-    def others(self, key: str, username: str) -> list[Here]:
-        """Everyone present on `key` but `username`, replying first, then by name."""
+    def others(self, key: str, username: str, session: Session | None = None) -> list[Here]:
+        """Everyone present on `key` but `username`, replying first, then by name; read in
+        `session` when the caller has one open (the page's), else in a fresh one."""
         now = utcnow()
-        with self.db.reading() as r:
-            rows = r.execute(select(PresenceEntry.username, PresenceEntry.name, PresenceEntry.state,
-                                    PresenceEntry.seen_at)
-                             .where(PresenceEntry.key == key, PresenceEntry.username != username,
-                                    PresenceEntry.seen_at > now - self.expiry)).all()
+        query = (select(PresenceEntry.username, PresenceEntry.name, PresenceEntry.state, PresenceEntry.seen_at)
+                 .where(PresenceEntry.key == key, PresenceEntry.username != username,
+                        PresenceEntry.seen_at > now - self.expiry))
+        if session is not None:
+            rows = session.execute(query).all()
+        else:
+            with self.db.reading() as r:
+                rows = r.execute(query).all()
         out = [Here(u, name, state, int((now - seen).total_seconds())) for u, name, state, seen in rows]
         out.sort(key=lambda h: (h.state != "replying", h.name.lower()))
         return out

@@ -20,9 +20,10 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Column, case, func, literal, null, or_, select
+from sqlalchemy import Column, bindparam, case, func, literal, null, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import replacement_traverse
 
@@ -71,7 +72,10 @@ def allowed(user: User, msg: Message, action: str, owner_id: int | None) -> bool
 
 
 def account_owner(session: Session, msg: Message) -> int | None:
-    return session.scalar(select(Account.owner_user_id).where(Account.id == msg.account_id))
+    """The owner of `msg`'s mailbox when it is a personal one (the account is usually in
+    the session already: the page shows it)."""
+    account = session.get(Account, msg.account_id)
+    return account.owner_user_id if account is not None else None
 
 
 # -- who could see a message ---------------------------------------------------------------
@@ -98,28 +102,40 @@ def could_see(session: Session, grant: Grant, msg: Message, assigned_user_id: in
     return session.scalar(select(Message.id).where(Message.id == msg.id, clause)) is not None
 
 
-def _could_see_each(session: Session, msg: Message, cases: list[tuple[Grant, int | None, int | None]]) -> list[bool]:
+Case = tuple[Grant, int | None, int | None]
+
+
+@lru_cache(maxsize=256)
+def _could_see_statement(cases: tuple[Case, ...]) -> Any:
+    """The query behind `_could_see_each`, the message id a parameter: kept per set of
+    cases (the same users and grants on every message view), built and keyed once."""
+    columns = [case((_as_if(visible_clause(g), uid, gid), 1), else_=0) for g, uid, gid in cases]
+    return select(*columns).where(Message.id == bindparam("message_id"))
+
+
+def _could_see_each(session: Session, msg: Message, cases: list[Case]) -> list[bool]:
     """For each (grant, assignee, group): could that grant see `msg` so assigned? One query
     for all of them (a CASE column each), not one per candidate."""
     out: list[bool] = []
     for first in range(0, len(cases), 500):
-        chunk = cases[first:first + 500]
-        columns = [case((_as_if(visible_clause(g), uid, gid), 1), else_=0) for g, uid, gid in chunk]
-        row = session.execute(select(*columns).where(Message.id == msg.id)).one()
+        statement = _could_see_statement(tuple(cases[first:first + 500]))
+        row = session.execute(statement, {"message_id": msg.id}).one()
         out += [bool(v) for v in row]
     return out
 
 
-def assignable(session: Session, msg: Message) -> tuple[list[User], list[Group]]:
+def assignable(session: Session, msg: Message, groups: list[Group] | None = None) -> tuple[list[User], list[Group]]:
     """The assignee choices for `msg`: active users who could see it once it is assigned to
     them, and groups with at least one active member who could see it assigned to the
-    group. One grant computation and one visibility query for both lists."""
+    group. One grant computation and one visibility query for both lists. `groups`: every
+    group, when the caller has them already."""
     users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)))
-    groups = list(session.scalars(select(Group).order_by(Group.name)))
+    if groups is None:
+        groups = list(session.scalars(select(Group).order_by(Group.name)))
     pairs = [(gid, uid) for gid, uid in session.execute(
         select(GroupMember.group_id, GroupMember.user_id).join(User, User.id == GroupMember.user_id)
         .where(User.active.is_(True)))]
-    grants = grants_for_users(session, users)  # every member of `pairs` is an active user
+    grants = grants_for_users(session, users, memberships=[(uid, gid) for gid, uid in pairs])
     ok = _could_see_each(session, msg, [(grants[u.id], u.id, msg.assigned_group_id) for u in users]
                          + [(grants[uid], None, gid) for gid, uid in pairs])
     good_groups = {gid for (gid, _), yes in zip(pairs, ok[len(users):], strict=True) if yes}
@@ -319,12 +335,13 @@ def panel(ctx: Ctx, msg: Message, *, present: bool = False) -> dict[str, Any]:
         "can": can, "assignee": assignee, "group": group, "status": msg.status, "statuses": STATUSES,
         "tags": tags, "pratiche": pratiche, "notes": notes, "history": history, "linked": linked,
         "is_public": msg.is_public, "personal": owner_id is not None,
-        "others": presence.others(key_for(msg), user.username),
+        "others": presence.others(key_for(msg), user.username, session=s),
     }
+    every_group = list(s.scalars(select(Group).order_by(Group.name))) if can["assign"] or can["public"] else []
     if can["assign"]:
-        out["users"], out["groups"] = assignable(s, msg)
+        out["users"], out["groups"] = assignable(s, msg, every_group)
     if can["public"]:
-        out["public_groups"] = list(s.scalars(select(Group).order_by(Group.name)))
+        out["public_groups"] = every_group
     if can["move"]:
         out["destinations"] = [(a, folders_of(s, a)) for a in writable_accounts(s, user, ctx.grant)]
     if can["pratica"]:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -34,10 +34,7 @@ from casella.models import (
     Company,
     Contact,
     Message,
-    MessagePratica,
     MessageSeen,
-    MessageTag,
-    Pratica,
     ReadLog,
     Registration,
     RemoteContentAllow,
@@ -193,7 +190,8 @@ def _thread(ctx: Ctx, msg: Message) -> list[Message]:
     if msg.thread_id is None:
         return []
     return list(ctx.db.scalars(
-        select(Message).where(Message.thread_id == msg.thread_id, Message.id != msg.id, visible_clause(ctx.grant))
+        select(Message).options(load_only(Message.id, Message.from_name, Message.from_addr, Message.subject,
+                                          Message.date)).where(Message.thread_id == msg.thread_id, Message.id != msg.id, visible_clause(ctx.grant))
         .order_by(Message.date.asc().nulls_first(), Message.id.asc()).limit(THREAD_LIMIT)))
 
 
@@ -240,18 +238,17 @@ def show(ctx: Ctx) -> Response:
     version = _record_reading(ctx, msg)
     if version is not None:
         adjust_unread(ctx.user.id, msg.account_id, msg.folder, -1, version)
-    with ctx.app.db.reading() as fresh:  # ctx.db may read from before the write above
-        tree = folder_tree(fresh, ctx.grant, ctx.user.id)
+    # ctx.db may read from before the write above: the counts, when not kept, from a fresh
+    # session, and the read-state version this request wrote or the one it started with.
+    with ctx.app.db.reading() as fresh:
+        tree = folder_tree(fresh, ctx.grant, ctx.user.id, ctx.user.seen_version if version is None else version)
 
     db = ctx.db
     account = db.get(Account, msg.account_id)
     reg = db.scalar(select(Registration).where(Registration.message_id == msg.id))
     contact = db.get(Contact, msg.contact_id) if msg.contact_id else None
     company = db.get(Company, msg.company_id) if msg.company_id else None
-    pratiche = list(db.execute(select(Pratica.id, Pratica.code).join(
-        MessagePratica, MessagePratica.pratica_id == Pratica.id).where(MessagePratica.message_id == msg.id)
-        .order_by(Pratica.code)).all())
-    tags = sorted(db.scalars(select(MessageTag.tag).where(MessageTag.message_id == msg.id)))
+    work = panel(ctx, msg, present=True)  # its tags and pratiche are the header's too
     attachments = list(db.scalars(select(Attachment).where(Attachment.message_id == msg.id)
                                   .order_by(Attachment.position)))
     html_lower = msg.body_html.lower()
@@ -267,13 +264,13 @@ def show(ctx: Ctx) -> Response:
     body_url = f"/mail/{msg.id}/body" + ("?remote=1" if allow_remote and not always else "")
     return ctx.render(
         "mail/message.html", msg=msg, account=account, registration=reg, contact=contact, company=company,
-        pratiche=pratiche, tags=tags, attachments=attachments, in_body=in_body, inline_types=INLINE_TYPES,
+        pratiche=work["pratiche"], tags=work["tags"], attachments=attachments, in_body=in_body, inline_types=INLINE_TYPES,
         inline_images=INLINE_IMAGE_TYPES, pec=_pec(ctx, msg, account), reports=reports,
         report_links=_visible_ids(ctx, [r["report_message"] for r in reports if r.get("report_message")]),
         thread=_thread(ctx, msg), back=_back(ctx, msg), as_text=as_text, has_html=bool(msg.body_html.strip()),
         text_html=linkify_text(msg.body_text) if as_text else None, body_url=body_url, blocked=blocked,
         allow_remote=allow_remote, always_remote=always, headers=_raw_headers(ctx, msg),
-        tree=tree, filters=None, work=panel(ctx, msg, present=True), outbound=outbound,
+        tree=tree, filters=None, work=work, outbound=outbound,
         outbound_label=state_label(outbound["state"]) if outbound else None)
 
 
