@@ -42,6 +42,7 @@ class Settings:
     ingest_batch_bytes: int = 64 << 20
     ingest_poll_seconds: float = 60.0
     ingest_idle_seconds: float = 300.0
+    ingest_accounts_seconds: float = 10.0
     ingest_workers: int = 2
     imap_timeout_seconds: float = 60.0
     timezone: str = "Europe/Rome"
@@ -124,6 +125,7 @@ class Settings:
             ingest_batch_bytes=get_int("INGEST_BATCH_BYTES", 64 << 20),
             ingest_poll_seconds=get_float("INGEST_POLL_SECONDS", 60.0),
             ingest_idle_seconds=get_float("INGEST_IDLE_SECONDS", 300.0),
+            ingest_accounts_seconds=get_float("INGEST_ACCOUNTS_SECONDS", 10.0),
             ingest_workers=get_int("INGEST_WORKERS", min(2, os.cpu_count() or 1)),
             imap_timeout_seconds=get_float("IMAP_TIMEOUT_SECONDS", 60.0),
             timezone=get("TIMEZONE", "Europe/Rome"),

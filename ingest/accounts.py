@@ -1,14 +1,15 @@
-"""Create accounts and report their fetch status (`casella account add/list`)."""
+"""Create and change accounts and report their fetch status (`casella account add/list`, the
+admin page)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from casella.errors import CasellaError
-from casella.models import Account, FolderState, Message
+from casella.models import Account, FolderState, Message, MessageLocation
 from casella.models.account import DEFAULT_SENT_FOLDERS
 from casella.secrets import SecretBox
 from casella.settings import Settings
@@ -36,6 +37,74 @@ def add_account(session: Session, settings: Settings, *, name: str, imap_host: s
     session.add(account)
     session.flush()
     return account
+
+
+class InvalidAccount(CasellaError):
+    """Account settings that cannot work (the message says which and why)."""
+
+
+SECURITY = ("ssl", "starttls", "none")
+# What says which mailbox the UIDs stored here count in: a change makes them meaningless.
+MAILBOX_IDENTITY = ("imap_host", "imap_port", "username")
+
+
+def check_account(*, imap_host: str | None, imap_port: int | None, username: str | None, has_password: bool,
+                  security: str, folders: list[str], move_to: str | None, move_after_days: int | None) -> None:
+    """Raise InvalidAccount when these settings cannot work."""
+    if security not in SECURITY:
+        raise InvalidAccount(f"security must be one of {', '.join(SECURITY)}, not {security!r}")
+    if imap_port is not None and not 0 < imap_port < 65536:
+        raise InvalidAccount(f"port {imap_port} is not a TCP port (1-65535)")
+    if imap_host:
+        if not username:
+            raise InvalidAccount("an account with an IMAP server needs the username to log in with")
+        if not has_password:
+            raise InvalidAccount("an account with an IMAP server needs the password to log in with")
+        if not folders:
+            raise InvalidAccount("name at least one folder to read (usually INBOX)")
+    if (move_to is None) != (move_after_days is None):
+        raise InvalidAccount("moving stored mail on the server needs both the folder and the number of days")
+    if move_after_days is not None and move_after_days < 0:
+        raise InvalidAccount("the days before moving stored mail cannot be negative")
+
+
+def update_account(session: Session, settings: Settings, account: Account, *, name: str, imap_host: str | None,
+                   imap_port: int | None, username: str | None, password: str | None, security: str,
+                   is_pec: bool, folders: list[str], sent_folders: list[str], mark_seen: bool,
+                   move_to: str | None, move_after_days: int | None) -> list[str]:
+    """Change an account's settings (`password` None keeps the stored one); the names of
+    the settings that changed. When the server or the login changes, the folders' UID
+    cursors and the stored messages' UIDs are dropped: the next pass reads the new mailbox
+    from its start, and what is stored already is recognised (stored once). A running ingest
+    daemon reconnects with the new settings within CASELLA_INGEST_ACCOUNTS_SECONDS."""
+    name = name.strip()
+    if not name:
+        raise InvalidAccount("the account needs a name")
+    if name != account.name and session.scalar(select(Account.id).where(Account.name == name)) is not None:
+        raise AccountExists(f"an account named {name!r} exists already; choose another name")
+    check_account(imap_host=imap_host, imap_port=imap_port, username=username,
+                  has_password=password is not None or account.password_encrypted is not None, security=security,
+                  folders=folders, move_to=move_to, move_after_days=move_after_days)
+    values: dict[str, Any] = {
+        "name": name, "imap_host": imap_host or None, "imap_port": imap_port, "username": username or None,
+        "security": security, "is_pec": is_pec, "folders": folders or ["INBOX"], "sent_folders": sent_folders,
+        "mark_seen": mark_seen, "move_to_folder": move_to, "move_after_days": move_after_days,
+    }
+    changed = [key for key, value in values.items() if getattr(account, key) != value]
+    if password is not None:
+        changed.append("password")
+        account.password_encrypted = SecretBox(settings.secret_key_file).encrypt(password)
+    for key, value in values.items():
+        setattr(account, key, value)
+    if any(key in changed for key in MAILBOX_IDENTITY):
+        # Another mailbox may hand out the same UIDVALIDITY and UIDs for other messages:
+        # the cursors go, and the stored locations keep their folder but lose their UIDs
+        # (no server-side follow-up can then touch the wrong message).
+        session.execute(delete(FolderState).where(FolderState.account_id == account.id))
+        session.execute(update(MessageLocation).where(MessageLocation.account_id == account.id)
+                        .values(uidvalidity=None, uid=None))
+    session.flush()
+    return changed
 
 
 def account_status(session: Session) -> list[dict[str, Any]]:

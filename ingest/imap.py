@@ -110,7 +110,8 @@ class ImapPoller:
     def load_account(self, account_id: int) -> Account:
         with self.storer.db.session() as session:
             account = session.get(Account, account_id)
-            assert account is not None
+            if account is None:
+                raise AccountError(f"account {account_id} no longer exists")
             session.expunge(account)
         return account
 

@@ -1,0 +1,82 @@
+"""The ingest daemon follows the accounts table while it runs: an account added after it
+started is read, a disabled one is let go (its thread logs out and ends), an enabled one is
+read again from where it stopped, and changed server settings mean a reconnect with them.
+A real `casella ingest` process against a real Dovecot."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from casella.models import Account, FolderState
+from ingest.accounts import update_account
+from tests.conftest import Cli
+from tests.ingest.test_faults import generated
+from tests.ingest.test_imap_ingest import add_account
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"not within {seconds:.0f} s: {what}")
+
+
+def subjects(cli: Cli) -> set[str]:
+    return {m["subject"] for m in cli("message", "list", "--json").json()}
+
+
+def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli: Cli, database, settings,
+                                                                    tmp_path: Path) -> None:
+    dovecot.append_many("alice", generated(2, "alice"))
+    dovecot.append_many("bob", generated(1, "bob"))
+    cli.env["CASELLA_INGEST_POLL_SECONDS"] = "600"  # the passes come from IDLE and the watcher only
+    cli.env["CASELLA_INGEST_ACCOUNTS_SECONDS"] = "0.5"
+    log = tmp_path / "ingest.log"
+    proc = cli.popen("ingest", stdout=open("/dev/null", "w"), stderr=log.open("w"))
+
+    def set_account(**values: object) -> None:
+        with database.session() as s:
+            account = s.scalar(select(Account).where(Account.name == "ufficio"))
+            for key, value in values.items():
+                setattr(account, key, value)
+
+    try:
+        wait_for(lambda: "watching 0 account(s)" in log.read_text(), "the daemon started with no account")
+        add_account(cli, dovecot, "ufficio")  # while it runs, as the admin page or the CLI would
+        wait_for(lambda: subjects(cli) == {"Preventivo alice 0", "Preventivo alice 1"}, "the new account read")
+
+        set_account(enabled=False)
+        wait_for(lambda: "ufficio: no longer read" in log.read_text(), "the disabled account let go")
+        dovecot.deliver("alice", generated(1, "while-off")[0])
+        time.sleep(2.0)  # four watcher rounds: nothing reads the disabled account
+        assert "Preventivo while-off 0" not in subjects(cli)
+
+        set_account(enabled=True)
+        wait_for(lambda: "Preventivo while-off 0" in subjects(cli), "the re-enabled account read again")
+
+        with database.session() as s:  # as the admin page does: a new login drops the old UID cursors
+            account = s.scalar(select(Account).where(Account.name == "ufficio"))
+            changed = update_account(
+                s, settings, account, name="ufficio", imap_host=account.imap_host, imap_port=account.imap_port,
+                username="bob", password="bobpw", security="none", is_pec=False, folders=["INBOX"],
+                sent_folders=account.sent_folders, mark_seen=False, move_to=None, move_after_days=None)
+            assert changed == ["username", "password"]
+            assert s.scalar(select(func.count()).select_from(FolderState)
+                            .where(FolderState.account_id == account.id)) == 0
+        wait_for(lambda: "ufficio: settings changed, reconnecting" in log.read_text(), "the change noticed")
+        wait_for(lambda: "Preventivo bob 0" in subjects(cli), "bob's mailbox read with the new login")
+        assert len(subjects(cli)) == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert "Traceback" not in log.read_text()
