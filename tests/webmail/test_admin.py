@@ -11,12 +11,17 @@ import pytest
 from sqlalchemy import select
 
 from casella.models import (
+    Account,
+    FolderState,
     GroupMember,
     MailboxPermission,
+    Message,
+    MessageLocation,
     RoutingRule,
     Signature,
     User,
 )
+from casella.secrets import SecretBox
 from tests.webmail.conftest import Office, audit_log, personal_mailbox
 
 pytestmark = pytest.mark.integration
@@ -40,9 +45,10 @@ def verdict(html: str) -> str:
 def test_admin_is_for_admins_only(office: Office) -> None:
     for who in ("olga", "direttore", "rossi", "mara"):
         client = office.http(who)
-        for path in ("/admin", "/admin/users", "/admin/rules", "/admin/signatures"):
+        for path in ("/admin", "/admin/users", "/admin/rules", "/admin/signatures", "/admin/accounts/new"):
             assert client.get(path)[0] == 403, (who, path)
         assert client.post("/admin/users", {"username": "x", "role": "admin", "password": "p" * 12})[0] == 403
+        assert client.post("/admin/accounts/new", {"name": "x", "security": "none"})[0] == 403
     status, _, html = office.http("admin").get("/admin")
     assert status == 200 and "info" in html and "INBOX: 4" in html
 
@@ -167,3 +173,61 @@ def test_signatures(office: Office) -> None:
         sig = s.scalar(select(Signature).where(Signature.name == "info"))
         assert sig is not None and sig.is_default and sig.account_id is not None
     assert {"signature-add"} <= {a.action for a in audit_log(office)}
+
+
+def test_add_an_account_test_its_connection_and_change_its_login(office: Office, dovecot: Any) -> None:
+    """An admin adds an IMAP account in the browser's form: what cannot work is refused in
+    Italian; the connection test logs in to the real server and lists its folders without
+    saving; the saved account is read by the ingest; a new login drops the UID cursors."""
+    from ingest.service import ingest_once
+    from tests.ingest.test_faults import generated
+
+    dovecot.append_many("alice", generated(2, "ufficio"))
+    admin = office.http("admin")
+    assert admin.get("/admin/accounts/new")[0] == 200
+    form = {"name": "ufficio", "imap_host": dovecot.host, "imap_port": str(dovecot.port), "security": "none",
+            "username": "alice", "folders": "INBOX", "sent_folders": "Sent", "registry": "AOO"}
+    status, _, html = admin.post("/admin/accounts/new", form)
+    assert status == 400 and "ha bisogno della password" in html
+    status, _, html = admin.post("/admin/accounts/new", {**form, "password": "sbagliata", "action": "test"})
+    assert status == 200 and "refused the login" in html
+    status, _, html = admin.post("/admin/accounts/new", {**form, "password": dovecot.users["alice"],
+                                                         "folders": "INBOX, Archivio", "action": "test"})
+    assert status == 200 and "Il server ha accettato" in html
+    assert "Cartelle che non sono sul server: Archivio" in html
+    with office.db.reading() as s:
+        assert s.scalar(select(Account).where(Account.name == "ufficio")) is None  # a test saves nothing
+
+    status, head, _ = admin.post("/admin/accounts/new", {**form, "password": dovecot.users["alice"]})
+    assert status == 303 and head["location"] == "/admin?notice=saved"
+    with office.db.reading() as s:
+        account = s.scalar(select(Account).where(Account.name == "ufficio"))
+        assert account is not None and account.imap_port == dovecot.port and account.sent_folders == ["Sent"]
+        assert dovecot.users["alice"].encode() not in account.password_encrypted
+        assert SecretBox(office.settings.secret_key_file).decrypt(account.password_encrypted) == "alicepw"
+        account_id = account.id
+    [outcome] = ingest_once(office.settings, office.db, "ufficio")
+    assert outcome.error is None and outcome.result is not None and outcome.result.stored == 2
+
+    status, _, html = admin.get(f"/admin/accounts/{account_id}")
+    assert status == 200 and "alicepw" not in html and 'value="alice"' in html
+    status, _, html = admin.post(f"/admin/accounts/{account_id}", {**form, "name": "info"})
+    assert status == 400 and "altra casella ha questo nome" in html
+    status, _, _ = admin.post(f"/admin/accounts/{account_id}", {**form, "username": "bob", "password": "bobpw"})
+    assert status == 303
+    with office.db.reading() as s:
+        assert s.scalar(select(FolderState).where(FolderState.account_id == account_id)) is None
+        assert s.get(Account, account_id).username == "bob"
+        assert set(s.scalars(select(MessageLocation.uid).where(MessageLocation.account_id == account_id))) == {None}
+    dovecot.append_many("bob", generated(1, "bob"))
+    [outcome] = ingest_once(office.settings, office.db, "ufficio")
+    assert outcome.error is None and outcome.result is not None and outcome.result.stored == 1
+    with office.db.reading() as s:
+        subjects = set(s.scalars(select(Message.subject).where(Message.account_id == account_id)))
+    assert subjects == {"Preventivo ufficio 0", "Preventivo ufficio 1", "Preventivo bob 0"}
+    [added] = audit_log(office, "account-add")
+    [edited] = audit_log(office, "account-edit")
+    assert edited.detail["changed"] == ["username", "password"]
+    assert "bobpw" not in str(edited.detail) and "alicepw" not in str(added.detail)
+    status, _, html = admin.get("/admin")
+    assert status == 200 and f'href="/admin/accounts/{account_id}"' in html

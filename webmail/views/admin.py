@@ -1,5 +1,6 @@
-"""Administration (admins only): accounts and their fetch status, users, groups and mailbox
-permissions, routing rules (edited as YAML, tested against a message) and signatures.
+"""Administration (admins only): accounts (added, changed, their connection tested) and their
+fetch status, users, groups and mailbox permissions, routing rules (edited as YAML, tested
+against a message) and signatures.
 
 Every change is audited; a deactivated user or one whose password is reset loses every
 open session at once.
@@ -23,13 +24,16 @@ from casella.models import (
     GroupMember,
     MailboxPermission,
     Message,
+    ProtocolRegistry,
     RoutingRule,
     Signature,
     User,
     utcnow,
 )
+from casella.models.account import DEFAULT_SENT_FOLDERS
+from casella.secrets import SecretBox
 from casella.users import add_group, add_user, hash_password, list_users
-from ingest.accounts import account_status
+from ingest.accounts import SECURITY, account_status
 from mailserver.signatures import VARIABLES, render, signature_values
 from routing.errors import InvalidRules
 from routing.explain import explain
@@ -73,6 +77,157 @@ def account_enabled(ctx: Ctx) -> Response:
         account.enabled = on
         ctx.audit(w, "account-enable" if on else "account-disable", f"account:{account.name}")
     return ctx.redirect("/admin")
+
+
+ACCOUNT_FIELDS = ("name", "imap_host", "imap_port", "security", "username", "folders", "sent_folders", "move_to",
+                  "move_after_days", "registry")
+ACCOUNT_FLAGS = ("is_pec", "mark_seen")
+
+
+def _names(text: str) -> list[str]:
+    return list(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+
+
+def _account_page(ctx: Ctx, account: Account | None, *, form: dict[str, Any] | None = None, error: str | None = None,
+                  check: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    if form is None:
+        form = {"security": "ssl", "folders": "INBOX", "registry": ctx.settings.default_registry,
+                "sent_folders": ", ".join(DEFAULT_SENT_FOLDERS)}
+        if account is not None:
+            form = {"name": account.name, "imap_host": account.imap_host or "",
+                    "imap_port": str(account.imap_port or ""), "security": account.security,
+                    "username": account.username or "", "folders": ", ".join(account.folders or []),
+                    "sent_folders": ", ".join(account.sent_folders or []), "move_to": account.move_to_folder or "",
+                    "move_after_days": "" if account.move_after_days is None else str(account.move_after_days),
+                    "is_pec": account.is_pec, "mark_seen": account.mark_seen}
+    registries = sorted({ctx.settings.default_registry, *ctx.db.scalars(select(ProtocolRegistry.code))})
+    return ctx.render("admin/account_edit.html", status_code=status_code, account=account, form=form, error=error,
+                      check=check, registries=registries, securities=SECURITY, section="accounts")
+
+
+def _account_form(ctx: Ctx) -> dict[str, Any]:
+    form: dict[str, Any] = {k: ctx.f(k).strip() for k in ACCOUNT_FIELDS}
+    form.update({k: ctx.f(k) == "1" for k in ACCOUNT_FLAGS})
+    return form
+
+
+def _check_account_form(ctx: Ctx, form: dict[str, Any], account: Account | None,
+                        password: str) -> tuple[str | None, dict[str, Any]]:
+    """A translated error for what cannot work, else None and the values to store."""
+    port_text, days_text = form["imap_port"], form["move_after_days"]
+    values: dict[str, Any] = {
+        "name": form["name"], "imap_host": form["imap_host"] or None, "username": form["username"] or None,
+        "security": form["security"], "is_pec": form["is_pec"], "folders": _names(form["folders"]),
+        "sent_folders": _names(form["sent_folders"]), "mark_seen": form["mark_seen"],
+        "move_to": form["move_to"] or None, "imap_port": None, "move_after_days": None,
+    }
+    if not values["name"]:
+        return _("The account needs a name."), values
+    clash = ctx.db.scalar(select(Account.id).where(Account.name == values["name"],
+                                                   Account.id != (account.id if account else 0)))
+    if clash is not None:
+        return _("Another account has this name: choose another."), values
+    if values["security"] not in SECURITY:
+        return _("Choose the connection security from the list."), values
+    if port_text:
+        if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+            return _("The port is a number from 1 to 65535 (993 for SSL, 143 otherwise)."), values
+        values["imap_port"] = int(port_text)
+    if days_text:
+        if not (days_text.isascii() and days_text.isdigit() and len(days_text) < 6):
+            return _("The days before moving stored mail are a whole number."), values
+        values["move_after_days"] = int(days_text)
+    if values["imap_host"]:
+        if not values["username"]:
+            return _("An account with an IMAP server needs the username to log in with."), values
+        if not password and (account is None or account.password_encrypted is None):
+            return _("An account with an IMAP server needs the password to log in with."), values
+        if not values["folders"]:
+            return _("Name at least one folder to read (usually INBOX)."), values
+    if (values["move_to"] is None) != (values["move_after_days"] is None):
+        return _("Moving stored mail on the server needs both the folder and the number of days."), values
+    return None, values
+
+
+def _connection_check(ctx: Ctx, values: dict[str, Any], account: Account | None, password: str) -> dict[str, Any]:
+    """Log in to the server with the form's settings (the stored password when none was
+    typed) and list its folders: nothing is stored, nothing changes on the server."""
+    from ingest.errors import AccountError
+    from ingest.imap import NETWORK_ERRORS, Connection, connect
+
+    if not values["imap_host"]:
+        return {"ok": False, "message": _("A local account has no server to test: it is filled by casella import.")}
+    if not password and account is not None and account.password_encrypted is not None:
+        password = SecretBox(ctx.settings.secret_key_file).decrypt(account.password_encrypted)
+    conn = Connection(host=values["imap_host"], port=values["imap_port"] or (993 if values["security"] == "ssl" else 143),
+                      username=values["username"] or "", password=password, security=values["security"],
+                      timeout=min(ctx.settings.imap_timeout_seconds, 20.0))
+    try:
+        with connect(conn, values["name"] or "?") as client:
+            folders = sorted(name for _flags, _sep, name in client.list_folders())
+    except AccountError as exc:
+        return {"ok": False, "message": str(exc)}
+    except NETWORK_ERRORS as exc:
+        return {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
+    missing = [f for f in values["folders"] if f not in folders]
+    return {"ok": True, "folders": folders, "missing": missing}
+
+
+def _save_account(ctx: Ctx, account_id: int | None) -> Response:
+    from ingest.accounts import add_account, update_account
+
+    account = ctx.db.get(Account, account_id) if account_id is not None else None
+    if account_id is not None and account is None:
+        raise HTTPException(404)
+    form = _account_form(ctx)
+    password = ctx.f("password")
+    error, values = _check_account_form(ctx, form, account, password)
+    if error:
+        return _account_page(ctx, account, form=form, error=error, status_code=400)
+    if ctx.f("action") == "test":
+        return _account_page(ctx, account, form=form, check=_connection_check(ctx, values, account, password))
+    registry = form["registry"] if form["registry"] in _account_registries(ctx) else ctx.settings.default_registry
+    try:
+        with ctx.write() as w:
+            if account_id is None:
+                saved = add_account(w, ctx.settings, password=password or None, is_pec=values.pop("is_pec"),
+                                    registry=registry, **values)
+                ctx.audit(w, "account-add", f"account:{saved.name}", server=saved.imap_host, registry=registry)
+            else:
+                row = w.get(Account, account_id)
+                assert row is not None
+                changed = update_account(w, ctx.settings, row, password=password or None, **values)
+                ctx.audit(w, "account-edit", f"account:{row.name}", changed=changed)
+    except CasellaError as exc:
+        return _account_page(ctx, account, form=form, error=str(exc), status_code=400)
+    return ctx.redirect("/admin?notice=saved")
+
+
+def _account_registries(ctx: Ctx) -> set[str]:
+    return {ctx.settings.default_registry, *ctx.db.scalars(select(ProtocolRegistry.code))}
+
+
+@route("/admin/accounts/new", ("GET",), roles=ADMIN)
+def account_new(ctx: Ctx) -> Response:
+    return _account_page(ctx, None)
+
+
+@route("/admin/accounts/new", ("POST",), roles=ADMIN, heavy=True)
+def account_create(ctx: Ctx) -> Response:
+    return _save_account(ctx, None)
+
+
+@route("/admin/accounts/{account_id:int}", ("GET",), roles=ADMIN)
+def account_page(ctx: Ctx) -> Response:
+    account = ctx.db.get(Account, _id(ctx, "account_id"))
+    if account is None:
+        raise HTTPException(404)
+    return _account_page(ctx, account)
+
+
+@route("/admin/accounts/{account_id:int}", ("POST",), roles=ADMIN, heavy=True)
+def account_save(ctx: Ctx) -> Response:
+    return _save_account(ctx, _id(ctx, "account_id"))
 
 
 # ---------------------------------------------------------------- users, groups, permissions
@@ -503,7 +658,7 @@ def signature_delete(ctx: Ctx) -> Response:
 
 # "/admin/rules/new" and "/admin/rules/test" come before "/admin/rules/{rule_id:int}" (Starlette
 # matches in order; the int convertor would not match them anyway).
-ROUTES = [admin_home, account_enabled, users_page, user_add, user_change, group_add, group_members,
+ROUTES = [admin_home, account_enabled, account_new, account_create, account_page, account_save, users_page, user_add, user_change, group_add, group_members,
           permission_grant, permission_revoke, rules_page, rule_new_form, rule_create, rule_test, rule_edit_form,
           rule_save, rule_enabled, rule_delete, signatures_page, signature_page, signature_add, signature_save,
           signature_delete]
