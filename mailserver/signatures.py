@@ -124,7 +124,9 @@ class _TextOfHtml(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skip:
-            self.out.append(" ".join(data.split()) if data.strip() else "")
+            # Runs of white space become one space, kept at the edges: "il <b>preventivo</b> è"
+            # reads "il preventivo è" (the lines are stripped at the end).
+            self.out.append(re.sub(r"\s+", " ", data))
 
 
 def html_to_text(markup: str) -> str:

@@ -176,6 +176,21 @@ def sanitise_html(html: str, *, allow_remote: bool = False,
     return Sanitised(clean, counts["blocked"], counts["remote"])
 
 
+# What the compose editor (static/compose.js) writes: text formatting, lists, quotes and
+# links. Nothing loads anything (no images, no styles), nothing runs.
+COMPOSE_TAGS = {"a", "b", "strong", "i", "em", "u", "s", "strike", "p", "div", "br", "ul", "ol", "li",
+                "blockquote", "pre", "code", "h1", "h2", "h3"}
+COMPOSE_SCHEMES = {"http", "https", "mailto", "tel"}
+
+
+def sanitise_composed(html: str) -> str:
+    """HTML written in the compose editor, reduced to COMPOSE_TAGS, links with their address
+    only; what the browser sends is never trusted (a pasted page, a forged POST)."""
+    return nh3.clean(html, tags=COMPOSE_TAGS, clean_content_tags=DROP_WITH_CONTENT, attributes={"a": {"href"}},
+                     strip_comments=True, link_rel="noopener noreferrer", url_schemes=COMPOSE_SCHEMES,
+                     url_relative=lambda _url: None).strip()
+
+
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}'\""
 

@@ -103,6 +103,9 @@ class Draft(Base):
     bcc: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     body_text: Mapped[str] = mapped_column(Text, default="")
+    # Written in the formatted editor: the sanitised HTML (webmail/sanitize.py
+    # sanitise_composed); empty for plain text.
+    body_html: Mapped[str] = mapped_column(Text, default="", server_default="")
     request_receipt: Mapped[bool] = mapped_column(default=False)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{name, type, sha256, size}]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

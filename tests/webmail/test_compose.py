@@ -364,3 +364,73 @@ def test_a_file_is_attached_only_from_the_users_own_draft(mailroom: Mailroom) ->
     first, second = mailroom.received()
     assert list(first.iter_attachments()) == []
     assert {a.get_filename(): a.get_payload(decode=True) for a in second.iter_attachments()} == {"mio.txt": b"il mio file"}
+
+
+HOSTILE_HTML = ('<p>Gentile cliente, il <b>preventivo</b> è <i>pronto</i>: <a href="https://studio.example/p">qui</a>.</p>'
+                '<script>alert(1)</script><img src="https://tracker.example/t.gif" onerror="alert(2)">'
+                '<a href="javascript:alert(3)">clic</a>')
+
+
+def test_formatted_message_is_sanitised_sent_as_html_with_a_text_alternative_and_kept_as_draft(
+        mailroom: Mailroom) -> None:
+    office = mailroom.office
+    client = office.http("olga")
+    fields = {"mode": "new", "from": INFO, "to": "cliente@example.com", "subject": "Preventivo formattato",
+              "body": "ignored: the text alternative is written from the HTML", "format": "html",
+              "body_html": HOSTILE_HTML, "signature": "1"}
+    status, head, answer = multipart_post(client, "/compose/draft", fields)
+    assert status == 303, answer
+    status, _, html = client.get(head["location"])
+    kept = re.search(r'<template id="body-html">(.*?)</template>', html, re.DOTALL)
+    assert status == 200 and kept is not None and 'id="format-html" name="format" value="html" checked' in html
+    assert "<b>preventivo</b>" in kept.group(1)
+    for bad in ("script", "alert", "tracker", "onerror", "javascript"):
+        assert bad not in kept.group(1), bad
+
+    status, _, _ = multipart_post(client, "/compose/send", {**fields, "draft_id": head["location"].split("=")[-1]})
+    assert status == 303
+    assert mailroom.relay() == 1
+    [msg] = mailroom.received()
+    assert msg.get_content_type() == "multipart/alternative"
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    sent_html, sent_text = html_part.get_content(), text_part.get_content().replace("\r\n", "\n")
+    assert '<b>preventivo</b> è <i>pronto</i>' in sent_html
+    assert '<a href="https://studio.example/p" rel="noopener noreferrer">qui</a>' in sent_html
+    for bad in ("script", "alert", "tracker", "onerror", "javascript"):
+        assert bad not in sent_html, bad
+    assert sent_text.startswith("Gentile cliente, il preventivo è pronto: qui.")
+    assert "ignored" not in sent_text
+    assert "Studio Esempio - info@studio.example" in sent_text and "Studio Esempio - info@studio.example" in sent_html
+
+
+def test_formatted_message_written_in_the_browser(mailroom: Mailroom, page: Any) -> None:
+    office = mailroom.office
+    login(page, office, "olga")
+    page.goto(office.url + "/compose")
+    page.fill("#to", "cliente@example.com")
+    page.fill("#subject", "Scritto con il grassetto")
+    page.fill("#body", "Buongiorno,")
+    page.check("#format-html")
+    expect(page.locator("#editor")).to_be_visible()
+    expect(page.locator("#body")).to_be_hidden()
+    expect(page.locator("#editor")).to_have_text("Buongiorno,")  # the plain text carried over
+    page.locator("#editor").click()
+    page.keyboard.press("End")
+    page.keyboard.type(" ecco il ")
+    page.get_by_role("button", name="Grassetto").click()
+    page.keyboard.type("preventivo")
+    page.get_by_role("button", name="Grassetto").click()
+    page.keyboard.type(" richiesto.")
+    expect(page.locator("#editor b")).to_have_text("preventivo")
+    expect(page.locator("#draft_id")).not_to_have_value("")  # saved as you type, formatting included
+    page.reload()
+    expect(page.locator("#editor b")).to_have_text("preventivo")
+    page.click("#compose button.primary[type=submit]")
+    page.wait_for_url("**/compose/sent/**")
+    assert mailroom.relay() == 1
+    [msg] = mailroom.received()
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    assert "<b>preventivo</b> richiesto." in html_part.get_content().replace("&nbsp;", " "), html_part.get_content()
+    assert text_part.get_content().startswith("Buongiorno, ecco il preventivo richiesto.")

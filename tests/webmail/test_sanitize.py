@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webmail.sanitize import PLACEHOLDER, linkify_text, sanitise_html
+from webmail.sanitize import PLACEHOLDER, linkify_text, sanitise_composed, sanitise_html
 
 
 def clean(html: str, **kw: object) -> str:
@@ -134,3 +134,18 @@ def test_linkify_escapes_first() -> None:
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert 'href="http://c.example/"' in out and '"onmouseover' not in out.replace("&#34;onmouseover", "")
     assert 'href="javascript' not in out
+
+
+def test_composed_html_keeps_formatting_and_links_only() -> None:
+    clean = sanitise_composed(
+        '<p style="position:fixed">Buongiorno <b>Giulia</b>, <i>ecco</i> <u>il</u> <a href="https://studio.example/p"'
+        ' onclick="steal()" target="_top">preventivo</a>.</p><ul><li>uno</li></ul><blockquote>citato</blockquote>'
+        '<script>alert(1)</script><img src="https://tracker.example/p.gif" onerror="alert(2)">'
+        '<a href="javascript:alert(3)">x</a><a href="/mail/1">interno</a><style>p{}</style><!-- nota -->'
+        '<iframe src="https://evil.example"></iframe><form action="https://evil.example"><input></form>')
+    assert '<b>Giulia</b>' in clean and '<i>ecco</i>' in clean and '<u>il</u>' in clean
+    assert '<a href="https://studio.example/p" rel="noopener noreferrer">preventivo</a>' in clean
+    assert '<ul><li>uno</li></ul><blockquote>citato</blockquote>' in clean
+    for bad in ("script", "alert", "img", "tracker", "onclick", "onerror", "style", "javascript", "/mail/1",
+                "iframe", "evil", "form", "input", "nota", "target"):
+        assert bad not in clean, bad

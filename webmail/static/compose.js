@@ -20,7 +20,63 @@
 
   var fileInput = document.getElementById("attachments");
 
+  // The formatted editor: a contenteditable box beside the plain textarea. The server
+  // sanitises what it sends (webmail/sanitize.py sanitise_composed) and writes the text
+  // alternative itself; without JavaScript the textarea is all there is.
+  var editor = document.getElementById("editor");
+  var bar = document.getElementById("editor-bar");
+  var tools = document.getElementById("editor-tools");
+  var toggle = document.getElementById("format-html");
+  var htmlField = document.getElementById("body_html");
+  var textarea = document.getElementById("body");
+  var formatted = !!(editor && bar && tools && toggle && htmlField && textarea);
+
+  function textToHtml(text) {
+    var div = document.createElement("div");
+    div.textContent = text;
+    return div.innerHTML.replace(/\r?\n/g, "<br>");
+  }
+
+  function showEditor(on) {
+    editor.hidden = !on; tools.hidden = !on; textarea.hidden = on;
+  }
+
+  function syncEditor() {
+    if (!formatted) return;
+    if (toggle.checked) { htmlField.value = editor.innerHTML; textarea.value = editor.innerText; }
+    else { htmlField.value = ""; }
+  }
+
+  if (formatted) {
+    bar.hidden = false;
+    if (toggle.checked) {
+      var initial = document.getElementById("body-html");
+      editor.innerHTML = initial ? initial.innerHTML : textToHtml(textarea.value);
+      showEditor(true);
+    }
+    toggle.addEventListener("change", function () {
+      if (toggle.checked) { editor.innerHTML = textToHtml(textarea.value); showEditor(true); editor.focus(); }
+      else { textarea.value = editor.innerText; showEditor(false); textarea.focus(); }
+      syncEditor();
+    });
+    tools.addEventListener("click", function (e) {
+      var button = e.target.closest ? e.target.closest("button[data-cmd]") : null;
+      if (!button) return;
+      e.preventDefault();
+      editor.focus();
+      var cmd = button.dataset.cmd, arg = button.dataset.arg || null;
+      if (cmd === "createLink") {
+        arg = window.prompt(button.dataset.prompt || "https://", "https://");
+        if (!arg || !/^(https?:|mailto:|tel:)/i.test(arg.trim())) return;
+        arg = arg.trim();
+      }
+      document.execCommand(cmd, false, arg);
+      schedule();
+    });
+  }
+
   function fields(withFiles) {
+    syncEditor();
     var data = new FormData(form);
     if (!withFiles) data.delete("attachments"); // files are saved once, when chosen
     return data;
@@ -97,6 +153,7 @@
     var button = e.submitter;
     if (button && button.id === "save-draft") { e.preventDefault(); if (timer) clearTimeout(timer); save(true); return; }
     sending = true;
+    syncEditor();
     if (timer) clearTimeout(timer);
   });
   form.addEventListener("keydown", function (e) { // Ctrl+Enter (⌘+Enter) sends

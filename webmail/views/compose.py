@@ -36,9 +36,11 @@ from casella.models import (
     utcnow,
 )
 from casella.models.outbound import OutboundMessage
+from mailserver.signatures import html_to_text
 from webmail.context import Ctx, route
 from webmail.i18n import _
 from webmail.mailbox import forget_counts, visible_message
+from webmail.sanitize import sanitise_composed
 from webmail.views.saved import saved_views_for
 
 MODES = ("new", "reply", "reply-all", "forward", "forward-attached")
@@ -61,10 +63,17 @@ class Form:
     bcc: str = ""
     subject: str = ""
     body: str = ""
+    body_html: str = ""  # written in the formatted editor, sanitised; empty: plain text
     receipt: bool = False
     signature: bool = True
     forwarded: list[dict[str, Any]] = field(default_factory=list)  # the original's attachments, by reference
     uploaded: list[dict[str, Any]] = field(default_factory=list)  # files saved with the draft (blob store)
+
+
+def html_document(body: str) -> str:
+    """The HTML part of a message written in the formatted editor."""
+    return ('<!doctype html>\n<html><head><meta charset="utf-8"></head>\n'
+            f'<body style="font-family: sans-serif">\n{body}\n</body></html>\n')
 
 
 def senders(ctx: Ctx) -> list[tuple[str, int, str]]:
@@ -143,8 +152,6 @@ def _original_text(msg: Message) -> str:
     if msg.body_text.strip():
         return msg.body_text
     if msg.body_html.strip():
-        from mailserver.signatures import html_to_text
-
         return html_to_text(msg.body_html)
     return ""
 
@@ -215,7 +222,8 @@ def prefill(ctx: Ctx, mode: str, msg: Message) -> Form:
 def from_draft(ctx: Ctx, draft: Draft) -> Form:
     form = Form(draft_id=draft.id, mode=draft.mode if draft.mode in MODES else "new",
                 source_id=draft.source_message_id, to=draft.to, cc=draft.cc, bcc=draft.bcc, subject=draft.subject,
-                body=draft.body_text, receipt=draft.request_receipt)
+                body=draft.body_text, body_html=sanitise_composed(draft.body_html or ""),
+                receipt=draft.request_receipt)
     extra = [a for a in draft.attachments or [] if isinstance(a, dict)]
     form.sender = next((str(a.get("sender")) for a in extra if a.get("kind") == "meta" and a.get("sender")), "")
     form.signature = next((bool(a.get("signature")) for a in extra if a.get("kind") == "meta"), True)
@@ -249,6 +257,10 @@ def from_post(ctx: Ctx) -> Form:
                 to=ctx.f("to"), cc=ctx.f("cc"), bcc=ctx.f("bcc"), subject=ctx.f("subject"),
                 body=ctx.f("body").replace("\r\n", "\n"), receipt=ctx.f("receipt") == "1",
                 signature=ctx.f("signature") == "1")
+    if ctx.f("format") == "html":
+        form.body_html = sanitise_composed(ctx.f("body_html"))
+        if form.body_html:  # the text alternative comes from what will be sent, not from the browser
+            form.body = html_to_text(form.body_html)
     if mode == "forward" and source is not None:
         msg = _source(ctx, source)
         assert msg is not None
@@ -358,6 +370,7 @@ def save_draft(ctx: Ctx) -> Response:
         draft.source_message_id = form.source_id
         draft.to, draft.cc, draft.bcc = form.to, form.cc, form.bcc
         draft.subject, draft.body_text, draft.request_receipt = form.subject, form.body, form.receipt
+        draft.body_html = form.body_html
         draft.attachments = _draft_attachments(form)
         draft.updated_at = utcnow()
         w.flush()
@@ -483,7 +496,8 @@ def send(ctx: Ctx) -> Response:
     compose_value = Compose(
         account_id=choice[1], from_address=choice[0], from_name=ctx.user.display_name or "",
         to=tuple(fields["to"]), cc=tuple(fields["cc"]), bcc=tuple(fields["bcc"]), subject=form.subject,
-        text=form.body, attachments=tuple(attachments),
+        text=form.body, html=html_document(form.body_html) if form.body_html else None,
+        attachments=tuple(attachments),
         in_reply_to=form.source_id if form.mode in ("reply", "reply-all") else None,
         request_read_receipt=form.receipt, signature=form.signature)
     try:

@@ -1,0 +1,27 @@
+"""draft.body_html: drafts written in the webmail's formatted editor
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-05 08:30:00.000000
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0010'
+down_revision: str | None = '0009'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('draft', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('body_html', sa.Text(), server_default='', nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('draft', schema=None) as batch_op:
+        batch_op.drop_column('body_html')
