@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -121,10 +122,14 @@ class ImapPoller:
         with connect(connection_for(account, self.secrets, self.timeout), account.name) as client:
             return self.run_pass(client, account)
 
-    def run_pass(self, client: IMAPClient, account: Account) -> AccountPassResult:
+    def run_pass(self, client: IMAPClient, account: Account, stop: threading.Event | None = None) -> AccountPassResult:
+        """Read every folder past its cursor, then apply the optional server changes. `stop`
+        set: end after the batch being committed (the cursor stays on committed mail)."""
         result = AccountPassResult(account=account.name)
         for folder in account.folders:
-            got = self._fetch_folder(client, account, folder)
+            if stop is not None and stop.is_set():
+                return result
+            got = self._fetch_folder(client, account, folder, stop)
             result.stored += got.stored
             result.duplicates += got.duplicates
             result.folders[folder] = got.server_count
@@ -132,7 +137,8 @@ class ImapPoller:
         self._after_commit(client, account)
         return result
 
-    def _fetch_folder(self, client: IMAPClient, account: Account, folder: str) -> _FolderResult:
+    def _fetch_folder(self, client: IMAPClient, account: Account, folder: str,
+                      stop: threading.Event | None = None) -> _FolderResult:
         try:
             info = client.select_folder(folder, readonly=True)
         except IMAPClientError as exc:
@@ -163,6 +169,8 @@ class ImapPoller:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare") as preparer:
             pending: tuple[Future[Prepared], int] | None = None
             for chunk in self._chunks(client, uids):
+                if stop is not None and stop.is_set():
+                    break
                 items = self._fetch_chunk(client, folder, uidvalidity, chunk)
                 future = preparer.submit(self.storer.prepare, account.id, items)
                 if pending is not None:

@@ -201,7 +201,7 @@ class IngestDaemon:
                 account = poller.load_account(account_id)
                 with connect(connection_for(account, poller.secrets, poller.timeout), name) as client:
                     while not quit_event.is_set():
-                        result = poller.run_pass(client, account)
+                        result = poller.run_pass(client, account, quit_event)
                         record_status(self.db, account_id, None)
                         backoff = 1.0
                         if result.stored:

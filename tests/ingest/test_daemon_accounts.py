@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from casella.models import Account, FolderState
+from casella.models import Account, FolderState, Message
 from ingest.accounts import update_account
 from tests.conftest import Cli
-from tests.ingest.test_faults import generated
+from tests.ingest.test_faults import assert_exactly_once, generated
 from tests.ingest.test_imap_ingest import add_account
 
 pytestmark = pytest.mark.integration
@@ -80,3 +80,38 @@ def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert "Traceback" not in log.read_text()
+
+
+def test_disabling_stops_a_long_first_pass_and_enabling_resumes_it(dovecot, cli: Cli, database,
+                                                                   tmp_path: Path) -> None:
+    """A first pass over a big mailbox does not run to its end once the account is
+    disabled: it stops after the batch being committed, and resumes from there."""
+    dovecot.append_many("alice", generated(400, "big"))
+    add_account(cli, dovecot, "ufficio")
+    cli.env.update({"CASELLA_INGEST_POLL_SECONDS": "600", "CASELLA_INGEST_ACCOUNTS_SECONDS": "0.3",
+                    "CASELLA_INGEST_BATCH_SIZE": "1"})  # one transaction per message: a long pass
+    log = tmp_path / "ingest.log"
+    proc = cli.popen("ingest", stdout=open("/dev/null", "w"), stderr=log.open("w"))
+
+    def stored() -> int:
+        with database.session() as s:
+            return s.scalar(select(func.count(Message.id))) or 0
+
+    def set_enabled(on: bool) -> None:
+        with database.session() as s:
+            s.scalar(select(Account).where(Account.name == "ufficio")).enabled = on
+
+    try:
+        wait_for(lambda: stored() > 0, "the first pass started")
+        set_enabled(False)
+        wait_for(lambda: "ufficio: stopped reading" in log.read_text(), "the pass stopped")
+        paused = stored()
+        assert paused < 400, "the pass ran to its end although the account was disabled"
+        time.sleep(1.0)
+        assert stored() == paused
+        set_enabled(True)
+        wait_for(lambda: stored() == 400, "the rest read after enabling", seconds=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert_exactly_once(database, 400)
