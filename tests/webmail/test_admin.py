@@ -213,11 +213,14 @@ def test_add_an_account_test_its_connection_and_change_its_login(office: Office,
     assert status == 200 and "alicepw" not in html and 'value="alice"' in html
     status, _, html = admin.post(f"/admin/accounts/{account_id}", {**form, "name": "info"})
     assert status == 400 and "altra casella ha questo nome" in html
-    status, _, _ = admin.post(f"/admin/accounts/{account_id}", {**form, "username": "bob", "password": "bobpw"})
+    status, _, html = admin.post(f"/admin/accounts/{account_id}", {**form, "imap_host": "", "imap_append_sent": "1"})
+    assert status == 400 and "serve un server IMAP" in html
+    status, _, _ = admin.post(f"/admin/accounts/{account_id}", {**form, "username": "bob", "password": "bobpw",
+                                                                "auto_signature": "1"})
     assert status == 303
     with office.db.reading() as s:
         assert s.scalar(select(FolderState).where(FolderState.account_id == account_id)) is None
-        assert s.get(Account, account_id).username == "bob"
+        assert s.get(Account, account_id).username == "bob" and s.get(Account, account_id).auto_signature
         assert set(s.scalars(select(MessageLocation.uid).where(MessageLocation.account_id == account_id))) == {None}
     dovecot.append_many("bob", generated(1, "bob"))
     [outcome] = ingest_once(office.settings, office.db, "ufficio")
@@ -227,7 +230,7 @@ def test_add_an_account_test_its_connection_and_change_its_login(office: Office,
     assert subjects == {"Preventivo ufficio 0", "Preventivo ufficio 1", "Preventivo bob 0"}
     [added] = audit_log(office, "account-add")
     [edited] = audit_log(office, "account-edit")
-    assert edited.detail["changed"] == ["username", "password"]
+    assert edited.detail["changed"] == ["username", "password", "auto_signature"]
     assert "bobpw" not in str(edited.detail) and "alicepw" not in str(added.detail)
     status, _, html = admin.get("/admin")
     assert status == 200 and f'href="/admin/accounts/{account_id}"' in html

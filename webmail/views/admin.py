@@ -81,7 +81,7 @@ def account_enabled(ctx: Ctx) -> Response:
 
 ACCOUNT_FIELDS = ("name", "imap_host", "imap_port", "security", "username", "folders", "sent_folders", "move_to",
                   "move_after_days", "registry")
-ACCOUNT_FLAGS = ("is_pec", "mark_seen")
+ACCOUNT_FLAGS = ("is_pec", "mark_seen", "auto_signature", "imap_append_sent")
 
 
 def _names(text: str) -> list[str]:
@@ -99,7 +99,8 @@ def _account_page(ctx: Ctx, account: Account | None, *, form: dict[str, Any] | N
                     "username": account.username or "", "folders": ", ".join(account.folders or []),
                     "sent_folders": ", ".join(account.sent_folders or []), "move_to": account.move_to_folder or "",
                     "move_after_days": "" if account.move_after_days is None else str(account.move_after_days),
-                    "is_pec": account.is_pec, "mark_seen": account.mark_seen}
+                    "is_pec": account.is_pec, "mark_seen": account.mark_seen,
+                    "auto_signature": account.auto_signature, "imap_append_sent": account.imap_append_sent}
     registries = sorted({ctx.settings.default_registry, *ctx.db.scalars(select(ProtocolRegistry.code))})
     return ctx.render("admin/account_edit.html", status_code=status_code, account=account, form=form, error=error,
                       check=check, registries=registries, securities=SECURITY, section="accounts")
@@ -146,6 +147,8 @@ def _check_account_form(ctx: Ctx, form: dict[str, Any], account: Account | None,
             return _("Name at least one folder to read (usually INBOX)."), values
     if (values["move_to"] is None) != (values["move_after_days"] is None):
         return _("Moving stored mail on the server needs both the folder and the number of days."), values
+    if form["imap_append_sent"] and not values["imap_host"]:
+        return _("Copying sent mail to the server needs an IMAP server."), values
     return None, values
 
 
@@ -187,16 +190,23 @@ def _save_account(ctx: Ctx, account_id: int | None) -> Response:
     if ctx.f("action") == "test":
         return _account_page(ctx, account, form=form, check=_connection_check(ctx, values, account, password))
     registry = form["registry"] if form["registry"] in _account_registries(ctx) else ctx.settings.default_registry
+    sending = {"auto_signature": form["auto_signature"], "imap_append_sent": form["imap_append_sent"]}
     try:
         with ctx.write() as w:
             if account_id is None:
                 saved = add_account(w, ctx.settings, password=password or None, is_pec=values.pop("is_pec"),
                                     registry=registry, **values)
-                ctx.audit(w, "account-add", f"account:{saved.name}", server=saved.imap_host, registry=registry)
+                saved.auto_signature, saved.imap_append_sent = sending["auto_signature"], sending["imap_append_sent"]
+                ctx.audit(w, "account-add", f"account:{saved.name}", server=saved.imap_host, registry=registry,
+                          **sending)
             else:
                 row = w.get(Account, account_id)
                 assert row is not None
                 changed = update_account(w, ctx.settings, row, password=password or None, **values)
+                for key, on in sending.items():
+                    if getattr(row, key) != on:
+                        setattr(row, key, on)
+                        changed.append(key)
                 ctx.audit(w, "account-edit", f"account:{row.name}", changed=changed)
     except CasellaError as exc:
         return _account_page(ctx, account, form=form, error=str(exc), status_code=400)
