@@ -21,6 +21,7 @@ from casella.models import (
     Signature,
     User,
 )
+from casella.models.outbound import AccountSmtp
 from casella.secrets import SecretBox
 from tests.webmail.conftest import Office, audit_log, personal_mailbox
 
@@ -222,6 +223,23 @@ def test_add_an_account_test_its_connection_and_change_its_login(office: Office,
         assert s.scalar(select(FolderState).where(FolderState.account_id == account_id)) is None
         assert s.get(Account, account_id).username == "bob" and s.get(Account, account_id).auto_signature
         assert set(s.scalars(select(MessageLocation.uid).where(MessageLocation.account_id == account_id))) == {None}
+    # The outgoing server: set, its password kept when not typed again, removed when emptied.
+    smtp = {**form, "username": "bob", "auto_signature": "1", "smtp_host": "127.0.0.1", "smtp_port": "2525", "smtp_security": "none",
+            "smtp_username": "invio"}
+    status, _, html = admin.post(f"/admin/accounts/{account_id}", smtp)
+    assert status == 400 and "ha bisogno della sua password" in html
+    assert admin.post(f"/admin/accounts/{account_id}", {**smtp, "smtp_password": "smtp-pw"})[0] == 303
+    assert admin.post(f"/admin/accounts/{account_id}", smtp)[0] == 303  # no password typed: the stored one stays
+    with office.db.reading() as s:
+        upstream = s.get(AccountSmtp, account_id)
+        assert upstream is not None and (upstream.host, upstream.port, upstream.security, upstream.username) == \
+            ("127.0.0.1", 2525, "none", "invio")
+        assert SecretBox(office.settings.secret_key_file).decrypt(upstream.password_encrypted) == "smtp-pw"
+    status, _, html = admin.get(f"/admin/accounts/{account_id}")
+    assert 'value="invio"' in html and "smtp-pw" not in html
+    assert admin.post(f"/admin/accounts/{account_id}", {**form, "username": "bob", "auto_signature": "1"})[0] == 303
+    with office.db.reading() as s:
+        assert s.get(AccountSmtp, account_id) is None
     dovecot.append_many("bob", generated(1, "bob"))
     [outcome] = ingest_once(office.settings, office.db, "ufficio")
     assert outcome.error is None and outcome.result is not None and outcome.result.stored == 1
@@ -229,8 +247,9 @@ def test_add_an_account_test_its_connection_and_change_its_login(office: Office,
         subjects = set(s.scalars(select(Message.subject).where(Message.account_id == account_id)))
     assert subjects == {"Preventivo ufficio 0", "Preventivo ufficio 1", "Preventivo bob 0"}
     [added] = audit_log(office, "account-add")
-    [edited] = audit_log(office, "account-edit")
-    assert edited.detail["changed"] == ["username", "password", "auto_signature"]
-    assert "bobpw" not in str(edited.detail) and "alicepw" not in str(added.detail)
+    edits = [e.detail["changed"] for e in audit_log(office, "account-edit")]
+    assert edits == [["username", "password", "auto_signature"], ["smtp"], [], ["smtp"]]
+    assert not any(secret in str(e.detail) for e in audit_log(office) for secret in ("bobpw", "alicepw", "smtp-pw"))
+    assert added.detail["smtp"] is None
     status, _, html = admin.get("/admin")
     assert status == 200 and f'href="/admin/accounts/{account_id}"' in html

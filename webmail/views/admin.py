@@ -31,6 +31,7 @@ from casella.models import (
     utcnow,
 )
 from casella.models.account import DEFAULT_SENT_FOLDERS
+from casella.models.outbound import SMTP_SECURITY, AccountSmtp
 from casella.secrets import SecretBox
 from casella.users import add_group, add_user, hash_password, list_users
 from ingest.accounts import SECURITY, account_status
@@ -80,7 +81,7 @@ def account_enabled(ctx: Ctx) -> Response:
 
 
 ACCOUNT_FIELDS = ("name", "imap_host", "imap_port", "security", "username", "folders", "sent_folders", "move_to",
-                  "move_after_days", "registry")
+                  "move_after_days", "registry", "smtp_host", "smtp_port", "smtp_security", "smtp_username")
 ACCOUNT_FLAGS = ("is_pec", "mark_seen", "auto_signature", "imap_append_sent")
 
 
@@ -92,7 +93,7 @@ def _account_page(ctx: Ctx, account: Account | None, *, form: dict[str, Any] | N
                   check: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     if form is None:
         form = {"security": "ssl", "folders": "INBOX", "registry": ctx.settings.default_registry,
-                "sent_folders": ", ".join(DEFAULT_SENT_FOLDERS)}
+                "sent_folders": ", ".join(DEFAULT_SENT_FOLDERS), "smtp_security": "starttls"}
         if account is not None:
             form = {"name": account.name, "imap_host": account.imap_host or "",
                     "imap_port": str(account.imap_port or ""), "security": account.security,
@@ -100,10 +101,16 @@ def _account_page(ctx: Ctx, account: Account | None, *, form: dict[str, Any] | N
                     "sent_folders": ", ".join(account.sent_folders or []), "move_to": account.move_to_folder or "",
                     "move_after_days": "" if account.move_after_days is None else str(account.move_after_days),
                     "is_pec": account.is_pec, "mark_seen": account.mark_seen,
-                    "auto_signature": account.auto_signature, "imap_append_sent": account.imap_append_sent}
+                    "auto_signature": account.auto_signature, "imap_append_sent": account.imap_append_sent,
+                    "smtp_security": "starttls"}
+            smtp = ctx.db.get(AccountSmtp, account.id)
+            if smtp is not None:
+                form.update({"smtp_host": smtp.host, "smtp_port": str(smtp.port), "smtp_security": smtp.security,
+                             "smtp_username": smtp.username or ""})
     registries = sorted({ctx.settings.default_registry, *ctx.db.scalars(select(ProtocolRegistry.code))})
     return ctx.render("admin/account_edit.html", status_code=status_code, account=account, form=form, error=error,
-                      check=check, registries=registries, securities=SECURITY, section="accounts")
+                      check=check, registries=registries, securities=SECURITY, smtp_securities=SMTP_SECURITY,
+                      section="accounts")
 
 
 def _account_form(ctx: Ctx) -> dict[str, Any]:
@@ -149,7 +156,46 @@ def _check_account_form(ctx: Ctx, form: dict[str, Any], account: Account | None,
         return _("Moving stored mail on the server needs both the folder and the number of days."), values
     if form["imap_append_sent"] and not values["imap_host"]:
         return _("Copying sent mail to the server needs an IMAP server."), values
+    if form["smtp_host"]:
+        smtp_port = form["smtp_port"]
+        if smtp_port and not (smtp_port.isascii() and smtp_port.isdigit() and 0 < int(smtp_port) < 65536):
+            return _("The outgoing server's port is a number from 1 to 65535 (587 for STARTTLS, 465 for SSL)."), values
+        if form["smtp_security"] not in SMTP_SECURITY:
+            return _("Choose the outgoing server's connection security from the list."), values
+        stored = ctx.db.get(AccountSmtp, account.id) if account is not None else None
+        kept = stored is not None and stored.password_encrypted is not None \
+            and stored.username == (form["smtp_username"] or None)
+        if form["smtp_username"] and not ctx.f("smtp_password") and not kept:
+            return _("A username for the outgoing server needs its password."), values
     return None, values
+
+
+def _save_upstream(ctx: Ctx, w: Any, account: Account, form: dict[str, Any]) -> bool:
+    """The account's outgoing (SMTP) server as the form says: set, kept, or removed when
+    the host is emptied (then only Casella's own mailboxes can be written to). Whether it
+    changed."""
+    from mailserver.upstream import DEFAULT_PORTS, set_upstream
+
+    box = SecretBox(ctx.settings.secret_key_file)
+    stored = w.get(AccountSmtp, account.id)
+    if not form["smtp_host"]:
+        if stored is None:
+            return False
+        w.delete(stored)
+        return True
+    username = form["smtp_username"] or None
+    typed = ctx.f("smtp_password") or None
+    password = typed
+    if password is None and stored is not None and stored.password_encrypted is not None \
+            and stored.username == username:
+        password = box.decrypt(stored.password_encrypted)
+    wanted = (form["smtp_host"], int(form["smtp_port"] or 0) or DEFAULT_PORTS[form["smtp_security"]],
+              form["smtp_security"], username)
+    changed = stored is None or (stored.host, stored.port, stored.security, stored.username) != wanted \
+        or (typed is not None and username is not None)
+    set_upstream(w, box, account.name, host=wanted[0], port=wanted[1], security=wanted[2], username=username,
+                 password=password)
+    return changed
 
 
 def _connection_check(ctx: Ctx, values: dict[str, Any], account: Account | None, password: str) -> dict[str, Any]:
@@ -197,8 +243,9 @@ def _save_account(ctx: Ctx, account_id: int | None) -> Response:
                 saved = add_account(w, ctx.settings, password=password or None, is_pec=values.pop("is_pec"),
                                     registry=registry, **values)
                 saved.auto_signature, saved.imap_append_sent = sending["auto_signature"], sending["imap_append_sent"]
+                _save_upstream(ctx, w, saved, form)
                 ctx.audit(w, "account-add", f"account:{saved.name}", server=saved.imap_host, registry=registry,
-                          **sending)
+                          smtp=form["smtp_host"] or None, **sending)
             else:
                 row = w.get(Account, account_id)
                 assert row is not None
@@ -207,6 +254,8 @@ def _save_account(ctx: Ctx, account_id: int | None) -> Response:
                     if getattr(row, key) != on:
                         setattr(row, key, on)
                         changed.append(key)
+                if _save_upstream(ctx, w, row, form):
+                    changed.append("smtp")
                 ctx.audit(w, "account-edit", f"account:{row.name}", changed=changed)
     except CasellaError as exc:
         return _account_page(ctx, account, form=form, error=str(exc), status_code=400)
