@@ -60,7 +60,6 @@ STATUSES = ("open", "pending", "closed")
 MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,119})")
 MAX_NOTE = 10_000
 MAX_TAG = 120
-LIST_LIMIT = 500  # choices offered in one select or datalist
 
 
 def allowed(user: User, msg: Message, action: str, owner_id: int | None) -> bool:
@@ -181,6 +180,39 @@ def folders_of(session: Session, account: Account) -> list[str]:
         _folders_cache[account.id] = (now, sorted(used))
     names = set(account.folders or []) | set(account.sent_folders or []) & used | used
     return sorted(names, key=lambda f: (f != "INBOX", not account.is_sent_folder(f), f.lower()))
+
+
+# -- suggestions while typing ----------------------------------------------------------------
+
+SUGGEST_LIMIT = 20
+SUGGEST_ACTIONS = {"tags": "tags", "pratiche": "pratica", "links": "link"}  # list -> the action it serves
+
+
+def suggestions(session: Session, grant: Grant, what: str, typed: str, kind: str = "") -> list[str]:
+    """What the panel's tag, pratica and link fields offer while the user types: at most
+    SUGGEST_LIMIT names containing `typed` (any case). Fetched as the user types rather than
+    written into every message page: an office's registry has thousands of names. Tags
+    come only from mail the user may read; `kind` ("company", "contact") narrows links."""
+    needle = typed.strip().lower()[:100]
+
+    def like(column: Any) -> Any:
+        return func.lower(column).contains(needle, autoescape=True)
+
+    if what == "tags":
+        query = (select(MessageTag.tag).distinct().join(Message, Message.id == MessageTag.message_id)
+                 .where(visible_clause(grant)))
+        return list(session.scalars(query.where(like(MessageTag.tag)).order_by(MessageTag.tag).limit(SUGGEST_LIMIT)))
+    if what == "pratiche":
+        return list(session.scalars(select(Pratica.code).where(Pratica.status != "closed",
+                                                               or_(like(Pratica.code), like(Pratica.title)))
+                                    .order_by(Pratica.code).limit(SUGGEST_LIMIT)))
+    if what == "links":
+        names: list[str] = []
+        for model in ((Company,) if kind == "company" else (Contact,) if kind == "contact" else (Company, Contact)):
+            names += session.scalars(select(model.name).where(like(model.name)).order_by(model.name)
+                                     .limit(SUGGEST_LIMIT))
+        return sorted(set(names), key=str.lower)[:SUGGEST_LIMIT]
+    return []
 
 
 # -- notes ---------------------------------------------------------------------------------
@@ -344,15 +376,6 @@ def panel(ctx: Ctx, msg: Message, *, present: bool = False) -> dict[str, Any]:
         out["public_groups"] = every_group
     if can["move"]:
         out["destinations"] = [(a, folders_of(s, a)) for a in writable_accounts(s, user, ctx.grant)]
-    if can["pratica"]:
-        out["pratica_codes"] = list(s.scalars(select(Pratica.code).where(Pratica.status != "closed")
-                                              .order_by(Pratica.code).limit(LIST_LIMIT)))
-    if can["link"]:
-        out["contacts"] = list(s.scalars(select(Contact.name).order_by(Contact.name).limit(LIST_LIMIT)))
-        out["companies"] = list(s.scalars(select(Company.name).order_by(Company.name).limit(LIST_LIMIT)))
-    if can["tags"]:
-        out["known_tags"] = list(s.scalars(select(MessageTag.tag).distinct().order_by(MessageTag.tag)
-                                           .limit(LIST_LIMIT)))
     if user.role in ("admin", "manager"):
         out["reads"] = s.execute(select(User.username, User.display_name, ReadLog.at)
                                  .join(User, User.id == ReadLog.user_id).where(ReadLog.message_id == msg.id)

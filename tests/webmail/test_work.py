@@ -392,3 +392,45 @@ def test_list_rows_kept_rendered_still_show_every_change(office: Office) -> None
     olga.post("/settings/language", {"lang": "en", "next": "/mail"})
     assert "Pending" in _list_row(olga, mid) and "In attesa" not in _list_row(olga, mid)
     assert "Pending" not in _list_row(direttore, mid)
+
+
+def test_suggestions_while_typing_follow_the_role_and_what_the_user_may_read(office: Office) -> None:
+    """The panel's tag, pratica and link fields offer names fetched as the user types
+    (/work/suggest), not thousands of options written into every message page."""
+    olga, rossi = office.http("olga"), office.http("rossi")
+    admin = office.http("admin")
+    assert admin.post(f"/mail/{office.ids[F118]}/tags", {"add": "cantiere-monza"})[0] == 303  # rossi's client
+    assert admin.post(f"/mail/{office.ids[OFFER]}/tags", {"add": "offerta-riservata"})[0] == 303  # bianchi's
+    assert olga.post(f"/mail/{office.ids[F118]}/pratica",
+                     {"op": "create", "code": "CANT-7", "title": "Cantiere Monza"})[0] == 303
+
+    def suggest(client: Any, query: str) -> tuple[int, Any]:
+        status, _, body = client.get("/work/suggest?" + query)
+        return status, json.loads(body) if status == 200 else None
+
+    assert suggest(olga, "list=links&q=EDIL") == (200, ["Edilnord S.r.l."])
+    assert suggest(olga, "list=links&q=giulia&kind=contact") == (200, ["Giulia Neri"])
+    assert suggest(olga, "list=links&q=giulia&kind=company") == (200, [])
+    assert suggest(olga, "list=links&q=%25") == (200, [])  # a LIKE wildcard is a character like the others
+    assert suggest(olga, "list=pratiche&q=monza") == (200, ["CANT-7"])  # by title too
+    assert suggest(olga, "list=tags&q=") == (200, ["cantiere-monza", "offerta-riservata"])
+    # An agent: tags only from his clients' mail; no links or pratiche (not his actions).
+    assert suggest(rossi, "list=tags&q=") == (200, ["cantiere-monza"])
+    assert suggest(rossi, "list=links&q=edil")[0] == 403
+    assert suggest(rossi, "list=pratiche&q=")[0] == 403
+    assert suggest(olga, "list=everything&q=")[0] == 400
+    assert office.http().get("/work/suggest?list=tags&q=")[0] in (302, 303)  # signed out: to the login page
+    _, _, page = olga.get(f"/mail/{office.ids[UNKNOWN]}")
+    assert 'data-suggest="links"' in page and '<option value="Edilnord S.r.l.">' not in page
+
+
+def test_browser_link_field_suggests_as_you_type(office: Office, page: Any) -> None:
+    login(page, office, "olga")
+    page.goto(f"{office.url}/mail/{office.ids[UNKNOWN]}")
+    page.get_by_text("Collega all'anagrafica").click()
+    page.locator("#work-link-name").press_sequentially("edil")
+    page.locator('#work-link-names option[value="Edilnord S.r.l."]').wait_for(state="attached")
+    page.locator("#work-link-name").fill("Edilnord S.r.l.")
+    page.locator('form[action$="/link"] button[type=submit]').click()
+    page.locator("#work-panel", has_text="Edilnord S.r.l.").wait_for()
+    assert row(office, office.ids[UNKNOWN]).link_kind == "company"

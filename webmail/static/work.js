@@ -91,6 +91,41 @@
       .catch(function () { form.submit(); });
   });
 
+  // Suggestions while typing in the panel's tag, pratica and link fields (input[data-suggest]):
+  // fetched from /work/suggest, not written into every page (an office has thousands of names).
+  var suggestTimer = null, suggestSeq = 0;
+  function suggest(input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    if (!list || !window.fetch) return;
+    // Tags are a comma-separated list: suggest for the last one, keep the ones before it.
+    var cut = input.dataset.suggest === "tags" ? input.value.lastIndexOf(",") + 1 : 0;
+    var before = cut ? input.value.slice(0, cut) + " " : "";
+    var params = new URLSearchParams({ list: input.dataset.suggest, q: input.value.slice(cut).trim() });
+    var kind = input.form && input.form.querySelector("input[name=kind]:checked");
+    if (kind) params.set("kind", kind.value);
+    var seq = ++suggestSeq;
+    fetch("/work/suggest?" + params.toString(), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (names) {
+        if (seq !== suggestSeq) return;  // an older answer, overtaken by newer typing
+        while (list.firstChild) list.removeChild(list.firstChild);
+        names.forEach(function (name) {
+          var option = document.createElement("option");
+          option.value = before + name;
+          list.appendChild(option);
+        });
+      })
+      .catch(function () {});
+  }
+  function suggestSoon(e) {
+    var input = e.target;
+    if (!input.dataset || !input.dataset.suggest) return;
+    if (suggestTimer) clearTimeout(suggestTimer);
+    suggestTimer = setTimeout(function () { suggest(input); }, e.type === "focusin" ? 0 : 150);
+  }
+  document.addEventListener("input", suggestSoon);
+  document.addEventListener("focusin", suggestSoon);
+
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

@@ -43,7 +43,9 @@ from webmail.presence import STATES, key_for
 from webmail.work import (
     MAX_NOTE,
     MAX_TAG,
+    ROLE_ACTIONS,
     STATUSES,
+    SUGGEST_ACTIONS,
     account_owner,
     allowed,
     could_see,
@@ -51,6 +53,7 @@ from webmail.work import (
     forget_folders,
     mentions,
     panel,
+    suggestions,
     writable_accounts,
 )
 
@@ -384,4 +387,19 @@ def presence(ctx: Ctx) -> Response:
     return _presence_json(ctx, msg)
 
 
-ROUTES = [assign, status, tags, notes, move, pratica, link, public, presence]
+# -- suggestions ---------------------------------------------------------------------------
+
+@route("/work/suggest", ("GET",))
+def suggest(ctx: Ctx) -> Response:
+    """?list=tags|pratiche|links&q=…[&kind=company|contact]: the names the panel's field
+    offers while the user types (JSON list), for users who may take that action."""
+    assert ctx.user is not None and ctx.grant is not None
+    what = ctx.query.get("list", "")
+    if what not in SUGGEST_ACTIONS:
+        return JSONResponse({"error": _("Unknown list: use tags, pratiche or links.")}, status_code=400)
+    if SUGGEST_ACTIONS[what] not in ROLE_ACTIONS.get(ctx.user.role, set()):
+        raise HTTPException(403)
+    return JSONResponse(suggestions(ctx.db, ctx.grant, what, ctx.query.get("q", ""), ctx.query.get("kind", "")))
+
+
+ROUTES = [assign, status, tags, notes, move, pratica, link, public, presence, suggest]
