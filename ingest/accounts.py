@@ -20,12 +20,59 @@ class AccountExists(CasellaError):
     """`casella account add` was given a name already in use."""
 
 
+class InvalidAccount(CasellaError):
+    """Account settings that cannot work. `reason` names the rule ("name", "security",
+    "port", "username", "password", "folders", "move", "days") for callers that explain it
+    in their own words (the admin page, in Italian)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+SECURITY = ("ssl", "starttls", "none")
+# What says which mailbox the UIDs stored here count in: a change makes them meaningless.
+MAILBOX_IDENTITY = ("imap_host", "imap_port", "username")
+
+
+def check_account(*, name: str, imap_host: str | None, imap_port: int | None, username: str | None,
+                  has_password: bool, security: str, folders: list[str], move_to: str | None,
+                  move_after_days: int | None) -> None:
+    """Raise InvalidAccount when these settings cannot work (the one place these rules
+    live: `add_account`, `update_account` and the admin form all check here)."""
+    if not name.strip():
+        raise InvalidAccount("name", "the account needs a name")
+    if security not in SECURITY:
+        raise InvalidAccount("security", f"security must be one of {', '.join(SECURITY)}, not {security!r}")
+    if imap_port is not None and not 0 < imap_port < 65536:
+        raise InvalidAccount("port", f"port {imap_port} is not a TCP port (1-65535)")
+    if imap_host:
+        if not username:
+            raise InvalidAccount("username", "an account with an IMAP server needs the username to log in with")
+        if not has_password:
+            raise InvalidAccount("password", "an account with an IMAP server needs the password to log in with")
+        if not folders:
+            raise InvalidAccount("folders", "name at least one folder to read (usually INBOX)")
+    if (move_to is None) != (move_after_days is None):
+        raise InvalidAccount("move", "moving stored mail on the server needs both the folder and the number of days")
+    if move_after_days is not None and move_after_days < 0:
+        raise InvalidAccount("days", "the days before moving stored mail cannot be negative")
+
+
+def _name_free(session: Session, name: str, account_id: int | None = None) -> None:
+    clash = session.scalar(select(Account.id).where(Account.name == name, Account.id != (account_id or 0)))
+    if clash is not None:
+        raise AccountExists(f"an account named {name!r} exists already; choose another name")
+
+
 def add_account(session: Session, settings: Settings, *, name: str, imap_host: str | None, imap_port: int | None,
                 username: str | None, password: str | None, security: str, is_pec: bool, folders: list[str],
                 sent_folders: list[str] | None, mark_seen: bool = False, move_to: str | None = None,
                 move_after_days: int | None = None, registry: str | None = None) -> Account:
-    if session.scalar(select(Account.id).where(Account.name == name)) is not None:
-        raise AccountExists(f"an account named {name!r} exists already; choose another name")
+    check_account(name=name, imap_host=imap_host, imap_port=imap_port, username=username,
+                  has_password=password is not None, security=security, folders=folders or ["INBOX"],
+                  move_to=move_to, move_after_days=move_after_days)
+    _name_free(session, name)
     registry_row = ensure_registry(session, registry or settings.default_registry)
     account = Account(
         name=name, imap_host=imap_host or None, imap_port=imap_port, username=username,
@@ -39,35 +86,6 @@ def add_account(session: Session, settings: Settings, *, name: str, imap_host: s
     return account
 
 
-class InvalidAccount(CasellaError):
-    """Account settings that cannot work (the message says which and why)."""
-
-
-SECURITY = ("ssl", "starttls", "none")
-# What says which mailbox the UIDs stored here count in: a change makes them meaningless.
-MAILBOX_IDENTITY = ("imap_host", "imap_port", "username")
-
-
-def check_account(*, imap_host: str | None, imap_port: int | None, username: str | None, has_password: bool,
-                  security: str, folders: list[str], move_to: str | None, move_after_days: int | None) -> None:
-    """Raise InvalidAccount when these settings cannot work."""
-    if security not in SECURITY:
-        raise InvalidAccount(f"security must be one of {', '.join(SECURITY)}, not {security!r}")
-    if imap_port is not None and not 0 < imap_port < 65536:
-        raise InvalidAccount(f"port {imap_port} is not a TCP port (1-65535)")
-    if imap_host:
-        if not username:
-            raise InvalidAccount("an account with an IMAP server needs the username to log in with")
-        if not has_password:
-            raise InvalidAccount("an account with an IMAP server needs the password to log in with")
-        if not folders:
-            raise InvalidAccount("name at least one folder to read (usually INBOX)")
-    if (move_to is None) != (move_after_days is None):
-        raise InvalidAccount("moving stored mail on the server needs both the folder and the number of days")
-    if move_after_days is not None and move_after_days < 0:
-        raise InvalidAccount("the days before moving stored mail cannot be negative")
-
-
 def update_account(session: Session, settings: Settings, account: Account, *, name: str, imap_host: str | None,
                    imap_port: int | None, username: str | None, password: str | None, security: str,
                    is_pec: bool, folders: list[str], sent_folders: list[str], mark_seen: bool,
@@ -78,13 +96,10 @@ def update_account(session: Session, settings: Settings, account: Account, *, na
     from its start, and what is stored already is recognised (stored once). A running ingest
     daemon reconnects with the new settings within CASELLA_INGEST_ACCOUNTS_SECONDS."""
     name = name.strip()
-    if not name:
-        raise InvalidAccount("the account needs a name")
-    if name != account.name and session.scalar(select(Account.id).where(Account.name == name)) is not None:
-        raise AccountExists(f"an account named {name!r} exists already; choose another name")
-    check_account(imap_host=imap_host, imap_port=imap_port, username=username,
+    check_account(name=name, imap_host=imap_host, imap_port=imap_port, username=username,
                   has_password=password is not None or account.password_encrypted is not None, security=security,
                   folders=folders, move_to=move_to, move_after_days=move_after_days)
+    _name_free(session, name, account.id)
     values: dict[str, Any] = {
         "name": name, "imap_host": imap_host or None, "imap_port": imap_port, "username": username or None,
         "security": security, "is_pec": is_pec, "folders": folders or ["INBOX"], "sent_folders": sent_folders,

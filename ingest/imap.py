@@ -89,10 +89,15 @@ def _text(exc: Exception) -> str:
     return str(exc).strip().strip("b'\"") or type(exc).__name__
 
 
+def imap_port(port: int | None, security: str) -> int:
+    """The port to connect to: the configured one, else 993 for SSL and 143 otherwise."""
+    return port or (993 if security == "ssl" else 143)
+
+
 def connection_for(account: Account, secrets: SecretBox, timeout: float) -> Connection:
     if not account.imap_host or not account.username or account.password_encrypted is None:
         raise AccountError(f"account {account.name} has no IMAP server configured")
-    return Connection(host=account.imap_host, port=account.imap_port or (993 if account.security == "ssl" else 143),
+    return Connection(host=account.imap_host, port=imap_port(account.imap_port, account.security),
                       username=account.username, password=secrets.decrypt(account.password_encrypted),
                       security=account.security, timeout=timeout)
 

@@ -123,14 +123,12 @@ def _could_see_each(session: Session, msg: Message, cases: list[Case]) -> list[b
     return out
 
 
-def assignable(session: Session, msg: Message, groups: list[Group] | None = None) -> tuple[list[User], list[Group]]:
-    """The assignee choices for `msg`: active users who could see it once it is assigned to
-    them, and groups with at least one active member who could see it assigned to the
-    group. One grant computation and one visibility query for both lists. `groups`: every
-    group, when the caller has them already."""
+def assignable(session: Session, msg: Message, groups: list[Group]) -> tuple[list[User], list[Group]]:
+    """The assignee choices for `msg` among active users and `groups` (every group, read
+    once by the panel): users who could see it once it is assigned to them, and groups
+    with at least one active member who could see it assigned to the group. One grant
+    computation and one visibility query for both lists."""
     users = list(session.scalars(select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)))
-    if groups is None:
-        groups = list(session.scalars(select(Group).order_by(Group.name)))
     pairs = [(gid, uid) for gid, uid in session.execute(
         select(GroupMember.group_id, GroupMember.user_id).join(User, User.id == GroupMember.user_id)
         .where(User.active.is_(True)))]

@@ -6,8 +6,10 @@ A real `casella ingest` process against a real Dovecot."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,26 @@ def subjects(cli: Cli) -> set[str]:
     return {m["subject"] for m in cli("message", "list", "--json").json()}
 
 
+def set_account(database, **values: object) -> None:
+    """Change the `ufficio` account's row, as the admin page's enable/disable does."""
+    with database.session() as s:
+        account = s.scalar(select(Account).where(Account.name == "ufficio"))
+        for key, value in values.items():
+            setattr(account, key, value)
+
+
+@contextmanager
+def ingest_daemon(cli: Cli, log: Path) -> Iterator[None]:
+    """A real `casella ingest` daemon, its log in `log`; stopped with SIGTERM, cleanly."""
+    proc = cli.popen("ingest", stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert "Traceback" not in log.read_text()
+
+
 def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli: Cli, database, settings,
                                                                     tmp_path: Path) -> None:
     dovecot.append_many("alice", generated(2, "alice"))
@@ -42,26 +64,18 @@ def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli
     cli.env["CASELLA_INGEST_POLL_SECONDS"] = "600"  # the passes come from IDLE and the watcher only
     cli.env["CASELLA_INGEST_ACCOUNTS_SECONDS"] = "0.5"
     log = tmp_path / "ingest.log"
-    proc = cli.popen("ingest", stdout=open("/dev/null", "w"), stderr=log.open("w"))
-
-    def set_account(**values: object) -> None:
-        with database.session() as s:
-            account = s.scalar(select(Account).where(Account.name == "ufficio"))
-            for key, value in values.items():
-                setattr(account, key, value)
-
-    try:
+    with ingest_daemon(cli, log):
         wait_for(lambda: "watching 0 account(s)" in log.read_text(), "the daemon started with no account")
         add_account(cli, dovecot, "ufficio")  # while it runs, as the admin page or the CLI would
         wait_for(lambda: subjects(cli) == {"Preventivo alice 0", "Preventivo alice 1"}, "the new account read")
 
-        set_account(enabled=False)
+        set_account(database, enabled=False)
         wait_for(lambda: "ufficio: no longer read" in log.read_text(), "the disabled account let go")
         dovecot.deliver("alice", generated(1, "while-off")[0])
         time.sleep(2.0)  # four watcher rounds: nothing reads the disabled account
         assert "Preventivo while-off 0" not in subjects(cli)
 
-        set_account(enabled=True)
+        set_account(database, enabled=True)
         wait_for(lambda: "Preventivo while-off 0" in subjects(cli), "the re-enabled account read again")
 
         with database.session() as s:  # as the admin page does: a new login drops the old UID cursors
@@ -76,10 +90,6 @@ def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli
         wait_for(lambda: "ufficio: settings changed, reconnecting" in log.read_text(), "the change noticed")
         wait_for(lambda: "Preventivo bob 0" in subjects(cli), "bob's mailbox read with the new login")
         assert len(subjects(cli)) == 4
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    assert "Traceback" not in log.read_text()
 
 
 def test_disabling_stops_a_long_first_pass_and_enabling_resumes_it(dovecot, cli: Cli, database,
@@ -91,27 +101,19 @@ def test_disabling_stops_a_long_first_pass_and_enabling_resumes_it(dovecot, cli:
     cli.env.update({"CASELLA_INGEST_POLL_SECONDS": "600", "CASELLA_INGEST_ACCOUNTS_SECONDS": "0.3",
                     "CASELLA_INGEST_BATCH_SIZE": "1"})  # one transaction per message: a long pass
     log = tmp_path / "ingest.log"
-    proc = cli.popen("ingest", stdout=open("/dev/null", "w"), stderr=log.open("w"))
 
     def stored() -> int:
         with database.session() as s:
             return s.scalar(select(func.count(Message.id))) or 0
 
-    def set_enabled(on: bool) -> None:
-        with database.session() as s:
-            s.scalar(select(Account).where(Account.name == "ufficio")).enabled = on
-
-    try:
+    with ingest_daemon(cli, log):
         wait_for(lambda: stored() > 0, "the first pass started")
-        set_enabled(False)
+        set_account(database, enabled=False)
         wait_for(lambda: "ufficio: stopped reading" in log.read_text(), "the pass stopped")
         paused = stored()
         assert paused < 400, "the pass ran to its end although the account was disabled"
         time.sleep(1.0)
         assert stored() == paused
-        set_enabled(True)
+        set_account(database, enabled=True)
         wait_for(lambda: stored() == 400, "the rest read after enabling", seconds=120)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
     assert_exactly_once(database, 400)

@@ -34,7 +34,15 @@ from casella.models.account import DEFAULT_SENT_FOLDERS
 from casella.models.outbound import SMTP_SECURITY, AccountSmtp
 from casella.secrets import SecretBox
 from casella.users import add_group, add_user, hash_password, list_users
-from ingest.accounts import SECURITY, account_status
+from ingest.accounts import (
+    SECURITY,
+    AccountExists,
+    InvalidAccount,
+    account_status,
+    add_account,
+    check_account,
+    update_account,
+)
 from mailserver.signatures import VARIABLES, render, signature_values
 from routing.errors import InvalidRules
 from routing.explain import explain
@@ -107,10 +115,9 @@ def _account_page(ctx: Ctx, account: Account | None, *, form: dict[str, Any] | N
             if smtp is not None:
                 form.update({"smtp_host": smtp.host, "smtp_port": str(smtp.port), "smtp_security": smtp.security,
                              "smtp_username": smtp.username or ""})
-    registries = sorted({ctx.settings.default_registry, *ctx.db.scalars(select(ProtocolRegistry.code))})
     return ctx.render("admin/account_edit.html", status_code=status_code, account=account, form=form, error=error,
-                      check=check, registries=registries, securities=SECURITY, smtp_securities=SMTP_SECURITY,
-                      section="accounts")
+                      check=check, registries=sorted(_account_registries(ctx)), securities=SECURITY,
+                      smtp_securities=SMTP_SECURITY, section="accounts")
 
 
 def _account_form(ctx: Ctx) -> dict[str, Any]:
@@ -119,53 +126,68 @@ def _account_form(ctx: Ctx) -> dict[str, Any]:
     return form
 
 
+def _whole_number(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else None
+
+
+def _account_error(exc: InvalidAccount | AccountExists) -> str:
+    """ingest/accounts.py's rule, said in the user's language."""
+    if isinstance(exc, AccountExists):
+        return _("Another account has this name: choose another.")
+    return {
+        "name": _("The account needs a name."),
+        "security": _("Choose the connection security from the list."),
+        "port": _("The port is a number from 1 to 65535 (993 for SSL, 143 otherwise)."),
+        "username": _("An account with an IMAP server needs the username to log in with."),
+        "password": _("An account with an IMAP server needs the password to log in with."),
+        "folders": _("Name at least one folder to read (usually INBOX)."),
+        "move": _("Moving stored mail on the server needs both the folder and the number of days."),
+        "days": _("The days before moving stored mail are a whole number."),
+    }.get(exc.reason, str(exc))
+
+
+def _stored_smtp_password(stored: AccountSmtp | None, username: str | None) -> bytes | None:
+    """The outgoing server's stored password, kept when the form leaves it empty and the
+    username is the same."""
+    if stored is None or stored.username != username:
+        return None
+    return stored.password_encrypted
+
+
 def _check_account_form(ctx: Ctx, form: dict[str, Any], account: Account | None,
                         password: str) -> tuple[str | None, dict[str, Any]]:
-    """A translated error for what cannot work, else None and the values to store."""
-    port_text, days_text = form["imap_port"], form["move_after_days"]
+    """A translated error for what cannot work, else None and the values to store. The
+    rules are ingest/accounts.py's `check_account`; here only the form's own text fields
+    are read and the outgoing server checked."""
     values: dict[str, Any] = {
         "name": form["name"], "imap_host": form["imap_host"] or None, "username": form["username"] or None,
         "security": form["security"], "is_pec": form["is_pec"], "folders": _names(form["folders"]),
         "sent_folders": _names(form["sent_folders"]), "mark_seen": form["mark_seen"],
-        "move_to": form["move_to"] or None, "imap_port": None, "move_after_days": None,
+        "move_to": form["move_to"] or None, "imap_port": _whole_number(form["imap_port"]),
+        "move_after_days": _whole_number(form["move_after_days"]),
     }
-    if not values["name"]:
-        return _("The account needs a name."), values
-    clash = ctx.db.scalar(select(Account.id).where(Account.name == values["name"],
-                                                   Account.id != (account.id if account else 0)))
-    if clash is not None:
-        return _("Another account has this name: choose another."), values
-    if values["security"] not in SECURITY:
-        return _("Choose the connection security from the list."), values
-    if port_text:
-        if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
-            return _("The port is a number from 1 to 65535 (993 for SSL, 143 otherwise)."), values
-        values["imap_port"] = int(port_text)
-    if days_text:
-        if not (days_text.isascii() and days_text.isdigit() and len(days_text) < 6):
-            return _("The days before moving stored mail are a whole number."), values
-        values["move_after_days"] = int(days_text)
-    if values["imap_host"]:
-        if not values["username"]:
-            return _("An account with an IMAP server needs the username to log in with."), values
-        if not password and (account is None or account.password_encrypted is None):
-            return _("An account with an IMAP server needs the password to log in with."), values
-        if not values["folders"]:
-            return _("Name at least one folder to read (usually INBOX)."), values
-    if (values["move_to"] is None) != (values["move_after_days"] is None):
-        return _("Moving stored mail on the server needs both the folder and the number of days."), values
+    if form["imap_port"] and values["imap_port"] is None:
+        return _account_error(InvalidAccount("port", "")), values
+    if form["move_after_days"] and values["move_after_days"] is None:
+        return _account_error(InvalidAccount("days", "")), values
+    try:
+        check_account(name=values["name"], imap_host=values["imap_host"], imap_port=values["imap_port"],
+                      username=values["username"], security=values["security"], folders=values["folders"],
+                      has_password=bool(password) or (account is not None and account.password_encrypted is not None),
+                      move_to=values["move_to"], move_after_days=values["move_after_days"])
+    except InvalidAccount as exc:
+        return _account_error(exc), values
     if form["imap_append_sent"] and not values["imap_host"]:
         return _("Copying sent mail to the server needs an IMAP server."), values
     if form["smtp_host"]:
-        smtp_port = form["smtp_port"]
-        if smtp_port and not (smtp_port.isascii() and smtp_port.isdigit() and 0 < int(smtp_port) < 65536):
+        smtp_port = _whole_number(form["smtp_port"]) if form["smtp_port"] else None
+        if form["smtp_port"] and (smtp_port is None or not 0 < smtp_port < 65536):
             return _("The outgoing server's port is a number from 1 to 65535 (587 for STARTTLS, 465 for SSL)."), values
         if form["smtp_security"] not in SMTP_SECURITY:
             return _("Choose the outgoing server's connection security from the list."), values
         stored = ctx.db.get(AccountSmtp, account.id) if account is not None else None
-        kept = stored is not None and stored.password_encrypted is not None \
-            and stored.username == (form["smtp_username"] or None)
-        if form["smtp_username"] and not ctx.f("smtp_password") and not kept:
+        if form["smtp_username"] and not ctx.f("smtp_password") \
+                and _stored_smtp_password(stored, form["smtp_username"]) is None:
             return _("A username for the outgoing server needs its password."), values
     return None, values
 
@@ -185,10 +207,8 @@ def _save_upstream(ctx: Ctx, w: Any, account: Account, form: dict[str, Any]) -> 
         return True
     username = form["smtp_username"] or None
     typed = ctx.f("smtp_password") or None
-    password = typed
-    if password is None and stored is not None and stored.password_encrypted is not None \
-            and stored.username == username:
-        password = box.decrypt(stored.password_encrypted)
+    kept = _stored_smtp_password(stored, username)
+    password = typed if typed is not None else box.decrypt(kept) if kept is not None else None
     wanted = (form["smtp_host"], int(form["smtp_port"] or 0) or DEFAULT_PORTS[form["smtp_security"]],
               form["smtp_security"], username)
     changed = stored is None or (stored.host, stored.port, stored.security, stored.username) != wanted \
@@ -202,13 +222,13 @@ def _connection_check(ctx: Ctx, values: dict[str, Any], account: Account | None,
     """Log in to the server with the form's settings (the stored password when none was
     typed) and list its folders: nothing is stored, nothing changes on the server."""
     from ingest.errors import AccountError
-    from ingest.imap import NETWORK_ERRORS, Connection, connect
+    from ingest.imap import NETWORK_ERRORS, Connection, connect, imap_port
 
     if not values["imap_host"]:
         return {"ok": False, "message": _("A local account has no server to test: it is filled by casella import.")}
     if not password and account is not None and account.password_encrypted is not None:
         password = SecretBox(ctx.settings.secret_key_file).decrypt(account.password_encrypted)
-    conn = Connection(host=values["imap_host"], port=values["imap_port"] or (993 if values["security"] == "ssl" else 143),
+    conn = Connection(host=values["imap_host"], port=imap_port(values["imap_port"], values["security"]),
                       username=values["username"] or "", password=password, security=values["security"],
                       timeout=min(ctx.settings.imap_timeout_seconds, 20.0))
     try:
@@ -223,8 +243,6 @@ def _connection_check(ctx: Ctx, values: dict[str, Any], account: Account | None,
 
 
 def _save_account(ctx: Ctx, account_id: int | None) -> Response:
-    from ingest.accounts import add_account, update_account
-
     account = ctx.db.get(Account, account_id) if account_id is not None else None
     if account_id is not None and account is None:
         raise HTTPException(404)
@@ -257,6 +275,8 @@ def _save_account(ctx: Ctx, account_id: int | None) -> Response:
                 if _save_upstream(ctx, w, row, form):
                     changed.append("smtp")
                 ctx.audit(w, "account-edit", f"account:{row.name}", changed=changed)
+    except (InvalidAccount, AccountExists) as exc:
+        return _account_page(ctx, account, form=form, error=_account_error(exc), status_code=400)
     except CasellaError as exc:
         return _account_page(ctx, account, form=form, error=str(exc), status_code=400)
     return ctx.redirect("/admin?notice=saved")
@@ -717,7 +737,7 @@ def signature_delete(ctx: Ctx) -> Response:
 
 # "/admin/rules/new" and "/admin/rules/test" come before "/admin/rules/{rule_id:int}" (Starlette
 # matches in order; the int convertor would not match them anyway).
-ROUTES = [admin_home, account_enabled, account_new, account_create, account_page, account_save, users_page, user_add, user_change, group_add, group_members,
-          permission_grant, permission_revoke, rules_page, rule_new_form, rule_create, rule_test, rule_edit_form,
+ROUTES = [admin_home, account_enabled, account_new, account_create, account_page, account_save, users_page, user_add,
+          user_change, group_add, group_members, permission_grant, permission_revoke, rules_page, rule_new_form, rule_create, rule_test, rule_edit_form,
           rule_save, rule_enabled, rule_delete, signatures_page, signature_page, signature_add, signature_save,
           signature_delete]

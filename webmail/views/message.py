@@ -190,8 +190,9 @@ def _thread(ctx: Ctx, msg: Message) -> list[Message]:
     if msg.thread_id is None:
         return []
     return list(ctx.db.scalars(
-        select(Message).options(load_only(Message.id, Message.from_name, Message.from_addr, Message.subject,
-                                          Message.date)).where(Message.thread_id == msg.thread_id, Message.id != msg.id, visible_clause(ctx.grant))
+        select(Message)  # only what templates/mail/_msg_thread.html shows, not every body
+        .options(load_only(Message.id, Message.from_name, Message.from_addr, Message.subject, Message.date))
+        .where(Message.thread_id == msg.thread_id, Message.id != msg.id, visible_clause(ctx.grant))
         .order_by(Message.date.asc().nulls_first(), Message.id.asc()).limit(THREAD_LIMIT)))
 
 
@@ -264,8 +265,8 @@ def show(ctx: Ctx) -> Response:
     body_url = f"/mail/{msg.id}/body" + ("?remote=1" if allow_remote and not always else "")
     return ctx.render(
         "mail/message.html", msg=msg, account=account, registration=reg, contact=contact, company=company,
-        pratiche=work["pratiche"], tags=work["tags"], attachments=attachments, in_body=in_body, inline_types=INLINE_TYPES,
-        inline_images=INLINE_IMAGE_TYPES, pec=_pec(ctx, msg, account), reports=reports,
+        pratiche=work["pratiche"], tags=work["tags"], attachments=attachments, in_body=in_body,
+        inline_types=INLINE_TYPES, inline_images=INLINE_IMAGE_TYPES, pec=_pec(ctx, msg, account), reports=reports,
         report_links=_visible_ids(ctx, [r["report_message"] for r in reports if r.get("report_message")]),
         thread=_thread(ctx, msg), back=_back(ctx, msg), as_text=as_text, has_html=bool(msg.body_html.strip()),
         text_html=linkify_text(msg.body_text) if as_text else None, body_url=body_url, blocked=blocked,
