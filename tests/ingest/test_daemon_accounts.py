@@ -20,16 +20,17 @@ from ingest.accounts import update_account
 from tests.conftest import Cli
 from tests.ingest.test_faults import assert_exactly_once, generated
 from tests.ingest.test_imap_ingest import add_account
+from tests.servers.proxy import FlakyProxy
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 30.0, poll: float = 0.3) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.3)
+        time.sleep(poll)
     raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
@@ -95,25 +96,37 @@ def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli
 def test_disabling_stops_a_long_first_pass_and_enabling_resumes_it(dovecot, cli: Cli, database,
                                                                    tmp_path: Path) -> None:
     """A first pass over a big mailbox does not run to its end once the account is
-    disabled: it stops after the batch being committed, and resumes from there."""
+    disabled: it stops after the batch being committed, and resumes from there.
+
+    The IMAP connection goes through a proxy that the test holds while it disables the
+    account, so the pass is at a known place whatever the machine's speed (and, on SQLite,
+    the disabling write does not queue behind the pass's commits)."""
     dovecot.append_many("alice", generated(400, "big"))
-    add_account(cli, dovecot, "ufficio")
-    cli.env.update({"CASELLA_INGEST_POLL_SECONDS": "600", "CASELLA_INGEST_ACCOUNTS_SECONDS": "0.3",
-                    "CASELLA_INGEST_BATCH_SIZE": "1"})  # one transaction per message: a long pass
-    log = tmp_path / "ingest.log"
+    with FlakyProxy(dovecot.host, dovecot.port) as proxy:
+        add_account(cli, dovecot, "ufficio", port=proxy.port)
+        cli.env.update({"CASELLA_INGEST_POLL_SECONDS": "600", "CASELLA_INGEST_ACCOUNTS_SECONDS": "0.3",
+                        "CASELLA_INGEST_BATCH_SIZE": "1"})  # one transaction per message: a long pass
+        log = tmp_path / "ingest.log"
 
-    def stored() -> int:
-        with database.session() as s:
-            return s.scalar(select(func.count(Message.id))) or 0
+        def stored() -> int:
+            with database.reading() as s:
+                return s.scalar(select(func.count(Message.id))) or 0
 
-    with ingest_daemon(cli, log):
-        wait_for(lambda: stored() > 0, "the first pass started")
-        set_account(database, enabled=False)
-        wait_for(lambda: "ufficio: stopped reading" in log.read_text(), "the pass stopped")
-        paused = stored()
-        assert paused < 400, "the pass ran to its end although the account was disabled"
-        time.sleep(1.0)
-        assert stored() == paused
-        set_account(database, enabled=True)
-        wait_for(lambda: stored() == 400, "the rest read after enabling", seconds=120)
+        with ingest_daemon(cli, log):
+            wait_for(lambda: stored() > 0, "the first pass started", poll=0.01)
+            proxy.held = True  # the pass now waits on the server for its next message
+            time.sleep(0.5)  # what was already fetched is committed
+            held = stored()
+            assert held < 400
+            set_account(database, enabled=False)
+            wait_for(lambda: "ufficio: no longer read" in log.read_text(), "the watcher noticed")
+            proxy.held = False
+            wait_for(lambda: "ufficio: stopped reading" in log.read_text(), "the pass stopped")
+            paused = stored()
+            # the batch being fetched when the proxy was held, and the one being committed
+            assert held <= paused <= held + 2, "the pass went on although the account was disabled"
+            time.sleep(1.0)
+            assert stored() == paused
+            set_account(database, enabled=True)
+            wait_for(lambda: stored() == 400, "the rest read after enabling", seconds=120)
     assert_exactly_once(database, 400)

@@ -7,6 +7,7 @@ Used to test "the IMAP connection drops mid-fetch"::
         ...                       # the client gets exactly 50,000 bytes, then EOF
         px.cut_after_bytes = None  # from now on: forward everything
         px.drop_all()              # close every open connection right now
+        px.held = True             # forward nothing, either way, until set back to False
 
 ``cut_after_bytes`` counts bytes from server to client per connection, since
 that connection was accepted; it is read for every chunk, so it can be changed
@@ -23,6 +24,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 __all__ = ["FlakyProxy"]
 
@@ -58,6 +60,7 @@ class FlakyProxy:
     ) -> None:
         self.target = (target_host, int(target_port))
         self.cut_after_bytes = cut_after_bytes
+        self.held = False  # True: every connection stalls (nothing forwarded) until False again
         self.host = listen_host
         self.port = 0
         self.connect_timeout = connect_timeout
@@ -155,6 +158,9 @@ class FlakyProxy:
         c, u = conn.client, conn.upstream
         try:
             while not self._stop.is_set():
+                if self.held:
+                    time.sleep(0.02)
+                    continue
                 try:
                     readable, _, _ = select.select([c, u], [], [], 0.2)
                 except (OSError, ValueError):
