@@ -28,6 +28,7 @@ from email.errors import MessageError
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from html.parser import HTMLParser
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -96,45 +97,62 @@ def render(signature: Signature, values: Mapping[str, str]) -> Rendered:
 
 
 class _TextOfHtml(HTMLParser):
-    BREAKS = frozenset({"p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4"})
+    """Lines of text, each with the number of <blockquote>s it sits in."""
+    BREAKS = frozenset({"p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "blockquote", "pre",
+                        "ul", "ol"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
+        self.lines: list[list[Any]] = [[0, ""]]  # [quote depth, text]
         self.skip = 0
+        self.depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("style", "script"):
             self.skip += 1
         elif tag == "br":
-            self.out.append("\n")
+            self.lines.append([self.depth, ""])
         elif tag in self.BREAKS:
             self._block()
+            if tag == "blockquote":
+                self.depth += 1
+                self.lines[-1][0] = self.depth
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("style", "script"):
             self.skip = max(0, self.skip - 1)
         elif tag in self.BREAKS:
             self._block()
+            if tag == "blockquote":
+                self.depth = max(0, self.depth - 1)
+                self.lines[-1][0] = self.depth
 
     def _block(self) -> None:
         """A block starts or ends: a line break, unless the text is at a line start already."""
-        if self.out and not "".join(self.out[-1:]).endswith("\n"):
-            self.out.append("\n")
+        if self.lines[-1][1]:
+            self.lines.append([self.depth, ""])
 
     def handle_data(self, data: str) -> None:
         if not self.skip:
             # Runs of white space become one space, kept at the edges: "il <b>preventivo</b> è"
             # reads "il preventivo è" (the lines are stripped at the end).
-            self.out.append(re.sub(r"\s+", " ", data))
+            self.lines[-1][1] += re.sub(r"\s+", " ", data)
 
 
 def html_to_text(markup: str) -> str:
+    """The text of an HTML body, as a plain-text alternative reads: one line per block, and
+    what was in a <blockquote> quoted with "> " as mail quotes are."""
     parser = _TextOfHtml()
     parser.feed(markup)
     parser.close()
-    lines = [line.strip() for line in "".join(parser.out).splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    lines: list[str] = []
+    for depth, text in parser.lines:
+        text = text.strip()
+        line = ">" * depth + (" " + text if depth and text else text)
+        if not text and lines and lines[-1] == line:
+            continue  # one blank line at most (blocks open and close with a break each)
+        lines.append(line)
+    return "\n".join(lines).strip("\n")
 
 
 # ---------------------------------------------------------------- which signature

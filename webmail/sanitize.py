@@ -177,9 +177,12 @@ def sanitise_html(html: str, *, allow_remote: bool = False,
 
 
 # What the compose editor (static/compose.js) writes: text formatting, lists, quotes and
-# links. Nothing loads anything (no images, no styles), nothing runs.
+# links; and tables, which it does not make but which the HTML mail it quotes in a reply
+# or a forward is often laid out with (without them, cells' words would run together).
+# Nothing loads anything (no images, no styles), nothing runs.
 COMPOSE_TAGS = {"a", "b", "strong", "i", "em", "u", "s", "strike", "p", "div", "br", "ul", "ol", "li",
-                "blockquote", "pre", "code", "h1", "h2", "h3"}
+                "blockquote", "pre", "code", "h1", "h2", "h3", "table", "thead", "tbody", "tfoot", "tr", "td",
+                "th", "caption"}
 COMPOSE_SCHEMES = {"http", "https", "mailto", "tel"}
 
 

@@ -25,6 +25,7 @@ from mailserver.relay import RelayWorker
 from mailserver.signatures import (
     Rendered,
     add_signature,
+    html_to_text,
     render,
     render_template,
     resolve,
@@ -302,3 +303,16 @@ def test_signature_commands(runner: CliRunner, people: Database, settings: Setti
     with people.reading() as s:
         assert s.scalar(select(Account.auto_signature).where(Account.name == "ufficio")) is True
         assert list(s.scalars(select(Signature.name))) == ["ufficio"]
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    ("il <b>preventivo</b> è <i>pronto</i>", "il preventivo è pronto"),  # inline tags glue no words
+    ("<div>a</div>\n\n<div>b</div><br><br><br>c", "a\n\nb\n\nc"),  # one blank line at most
+    ("<table><tr><td>Totale</td> <td>100 EUR</td></tr><tr><td>IVA</td></tr></table>", "Totale 100 EUR\nIVA"),
+    ("<style>p{}</style><p>Sì</p><script>x()</script>", "Sì"),
+    (("<p>Ok.</p><p>Il giorno lunedì ha scritto:</p><blockquote><p>Vorrei</p><p></p><p>sapere</p>"
+      "<blockquote>prima<br>riga</blockquote><p>grazie</p></blockquote><p>Firma</p>"),
+     "Ok.\nIl giorno lunedì ha scritto:\n> Vorrei\n> sapere\n>> prima\n>> riga\n> grazie\nFirma"),
+])
+def test_html_to_text_reads_as_a_text_alternative(html: str, text: str) -> None:
+    assert html_to_text(html) == text

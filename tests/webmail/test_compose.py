@@ -434,3 +434,95 @@ def test_formatted_message_written_in_the_browser(mailroom: Mailroom, page: Any)
     assert html_part is not None and text_part is not None
     assert "<b>preventivo</b> richiesto." in html_part.get_content().replace("&nbsp;", " "), html_part.get_content()
     assert text_part.get_content().startswith("Buongiorno, ecco il preventivo richiesto.")
+
+
+def _editor_start(html: str) -> str:
+    kept = re.search(r'<template id="body-html">(.*?)</template>', html, re.DOTALL)
+    assert kept is not None
+    return kept.group(1)
+
+
+def test_html_mail_is_answered_and_forwarded_with_its_html_quoted(mailroom: Mailroom) -> None:
+    """A reply to HTML mail opens in the formatted editor with the original's HTML in a
+    blockquote (formatting kept, the tracker gone); the text alternative quotes it with "> ".
+    Plain-text mail is still answered in plain text."""
+    office = mailroom.office
+    client = office.http("olga")
+    status, _, html = client.get(f"/compose?reply={office.ids['off1@tecnoservizi.com']}")
+    start = _editor_start(html)
+    assert status == 200 and 'id="format-html" name="format" value="html" checked' in html
+    assert re.search(r"<blockquote><p>Vi inviamo l(&#39;|')<b>offerta</b>\.</p>\s*</blockquote>", start), start
+    assert "ha scritto:" in start and start.startswith("<p><br></p>")
+    assert "tracker" not in start and "<img" not in start
+    assert "> Vi inviamo l'offerta richiesta." in compose_form(html)["body"]  # without JavaScript: the text
+
+    written = "<p>Ecco la nostra <b>conferma</b>.</p>" + start.removeprefix("<p><br></p>")
+    status, _, _ = multipart_post(client, "/compose/send", {**compose_form(html), "from": INFO, "signature": "0",
+                                                           "format": "html", "body_html": written})
+    assert status == 303 and mailroom.relay() == 1
+    [msg] = mailroom.received()
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    assert re.search(r"<blockquote><p>Vi inviamo l(&#39;|')<b>offerta</b>\.</p>", html_part.get_content())
+    text = text_part.get_content().replace("\r\n", "\n")
+    assert text.startswith("Ecco la nostra conferma.\n")
+    assert re.search(r"ha scritto:\n> Vi inviamo l'offerta\.", text), text
+
+    _, _, html = client.get(f"/compose?forward={office.ids['off1@tecnoservizi.com']}")
+    start = _editor_start(html)
+    assert "Messaggio inoltrato" in start and "Oggetto: Offerta manutenzione impianti" in start
+    assert "<b>offerta</b>" in start and "<blockquote>" not in start and "tracker" not in start
+
+    _, _, html = client.get(f"/compose?reply={office.ids['ri1@nuovo-cliente.example']}")
+    assert _editor_start(html) == "" and 'value="html" checked' not in html  # plain mail, plain reply
+
+
+def test_quoting_hostile_html_mail_carries_nothing_that_runs(mailroom: Mailroom) -> None:
+    """The sender's name with its payload is shown as text (escaped); the body's script,
+    handlers, javascript: link, iframe and svg are gone as elements and attributes."""
+    from html.parser import HTMLParser
+
+    class Elements(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.found.append((tag, attrs))
+
+    office = mailroom.office
+    client = office.http("olga")
+    for param in ("reply", "forward"):
+        status, _, html = client.get(f"/compose?{param}={office.ids['xss@edilnord.it']}")
+        start = _editor_start(html)
+        assert status == 200 and "hello" in start
+        parser = Elements()
+        parser.feed(start)
+        tags = {tag for tag, _ in parser.found}
+        assert tags <= {"p", "br", "blockquote", "a"}, (param, tags)
+        for tag, attrs in parser.found:
+            for name, value in attrs:
+                assert not name.startswith("on") and "javascript" not in (value or "").lower(), (param, tag, name)
+        assert "window.__xss=3" not in start  # the script's content is dropped, not shown
+
+
+def test_reply_to_html_mail_in_the_browser(mailroom: Mailroom, page: Any) -> None:
+    office = mailroom.office
+    login(page, office, "olga")
+    page.goto(office.url + f"/compose?reply={office.ids['off1@tecnoservizi.com']}")
+    expect(page.locator("#editor")).to_be_visible()
+    expect(page.locator("#body")).to_be_hidden()
+    expect(page.locator("#editor blockquote b")).to_have_text("offerta")
+    page.locator("#editor p").first.click()
+    page.keyboard.type("Confermiamo l'ordine.")
+    page.click("#compose button.primary[type=submit]")
+    page.wait_for_url("**/compose/sent/**")
+    assert mailroom.relay() == 1
+    [msg] = mailroom.received()
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    sent = html_part.get_content()
+    assert "Confermiamo l'ordine." in sent.replace("&#39;", "'") and "<b>offerta</b>" in sent
+    assert sent.index("Confermiamo") < sent.index("<blockquote>")
+    text = text_part.get_content().replace("\r\n", "\n")
+    assert text.startswith("Confermiamo l'ordine.") and "> Vi inviamo l'offerta." in text

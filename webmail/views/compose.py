@@ -19,6 +19,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
+from markupsafe import escape
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -162,14 +163,29 @@ def _when(msg: Message) -> str:
     return _format_datetime(msg.date or msg.stored_at, "long")
 
 
+def _original_html(msg: Message) -> str:
+    """The original's HTML as the formatted editor may hold it (sanitise_composed: text,
+    structure and links; no images, styles or anything remote); "" for plain-text mail."""
+    return sanitise_composed(msg.body_html) if msg.body_html.strip() else ""
+
+
+def _wrote(msg: Message) -> str:
+    return _("On %(date)s, %(who)s wrote:") % {"date": _when(msg), "who": _person(msg.from_name, msg.from_addr)}
+
+
 def _quote(msg: Message) -> str:
-    who = _person(msg.from_name, msg.from_addr)
     lines = _original_text(msg).replace("\r\n", "\n").rstrip("\n").split("\n")
     quoted = "\n".join(">" + (" " + line if line and not line.startswith(">") else line) for line in lines)
-    return "\n\n" + _("On %(date)s, %(who)s wrote:") % {"date": _when(msg), "who": who} + "\n" + quoted + "\n"
+    return "\n\n" + _wrote(msg) + "\n" + quoted + "\n"
 
 
-def _forward_block(msg: Message) -> str:
+def _quote_html(msg: Message, original: str) -> str:
+    """A reply's start in the formatted editor: an empty line to write on, then the
+    original's HTML in a <blockquote> (the text alternative quotes it with "> ")."""
+    return f"<p><br></p><p>{escape(_wrote(msg))}</p><blockquote>{original}</blockquote>"
+
+
+def _forward_rows(msg: Message) -> list[str]:
     rows = [_("---------- Forwarded message ----------"),
             _("From: %(who)s") % {"who": _person(msg.from_name, msg.from_addr)},
             _("Date: %(date)s") % {"date": _when(msg)},
@@ -178,7 +194,17 @@ def _forward_block(msg: Message) -> str:
         rows.append(_("To: %(who)s") % {"who": ", ".join(_person(n, a) for n, a in _people(msg.to))})
     if msg.cc:
         rows.append(_("Cc: %(who)s") % {"who": ", ".join(_person(n, a) for n, a in _people(msg.cc))})
-    return "\n\n" + "\n".join(rows) + "\n\n" + _original_text(msg).replace("\r\n", "\n").rstrip("\n") + "\n"
+    return rows
+
+
+def _forward_block(msg: Message) -> str:
+    return ("\n\n" + "\n".join(_forward_rows(msg)) + "\n\n"
+            + _original_text(msg).replace("\r\n", "\n").rstrip("\n") + "\n")
+
+
+def _forward_html(msg: Message, original: str) -> str:
+    head = "<br>".join(str(escape(row)) for row in _forward_rows(msg))
+    return f"<p><br></p><p>{head}</p>{original}"
 
 
 def _forwardable(ctx: Ctx, msg: Message) -> list[dict[str, Any]]:
@@ -195,6 +221,9 @@ def prefill(ctx: Ctx, mode: str, msg: Message) -> Form:
         form.to = ", ".join(_person(n, a) for n, a in target)
         form.subject = _prefixed("Re:", msg.subject, REPLY_PREFIX)
         form.body = _quote(msg)
+        original = _original_html(msg)
+        if original:  # HTML mail is answered in the formatted editor, its HTML quoted
+            form.body_html = _quote_html(msg, original)
         if mode == "reply-all":
             from mailserver.identities import normalise
 
@@ -215,6 +244,9 @@ def prefill(ctx: Ctx, mode: str, msg: Message) -> Form:
         form.subject = _prefixed("Fwd:", msg.subject, FORWARD_PREFIX)
         if mode == "forward":
             form.body = _forward_block(msg)
+            original = _original_html(msg)
+            if original:
+                form.body_html = _forward_html(msg, original)
             form.forwarded = _forwardable(ctx, msg)
     return form
 
