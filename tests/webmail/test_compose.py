@@ -48,6 +48,15 @@ class Mailroom:
             out.append(msg)
         return out
 
+    def relayed_alternative(self) -> tuple[str, str]:
+        """Relay the one queued message; its HTML and text parts (text with LF line ends)."""
+        assert self.relay() == 1
+        [msg] = self.received()
+        assert msg.get_content_type() == "multipart/alternative", msg.get_content_type()
+        html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+        assert html_part is not None and text_part is not None
+        return html_part.get_content(), text_part.get_content().replace("\r\n", "\n")
+
 
 @pytest.fixture
 def mailroom(office: Office) -> Iterator[Mailroom]:
@@ -389,12 +398,7 @@ def test_formatted_message_is_sanitised_sent_as_html_with_a_text_alternative_and
 
     status, _, _ = multipart_post(client, "/compose/send", {**fields, "draft_id": head["location"].split("=")[-1]})
     assert status == 303
-    assert mailroom.relay() == 1
-    [msg] = mailroom.received()
-    assert msg.get_content_type() == "multipart/alternative"
-    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
-    assert html_part is not None and text_part is not None
-    sent_html, sent_text = html_part.get_content(), text_part.get_content().replace("\r\n", "\n")
+    sent_html, sent_text = mailroom.relayed_alternative()
     assert '<b>preventivo</b> è <i>pronto</i>' in sent_html
     assert '<a href="https://studio.example/p" rel="noopener noreferrer">qui</a>' in sent_html
     for bad in ("script", "alert", "tracker", "onerror", "javascript"):
@@ -428,12 +432,9 @@ def test_formatted_message_written_in_the_browser(mailroom: Mailroom, page: Any)
     expect(page.locator("#editor b")).to_have_text("preventivo")
     page.click("#compose button.primary[type=submit]")
     page.wait_for_url("**/compose/sent/**")
-    assert mailroom.relay() == 1
-    [msg] = mailroom.received()
-    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
-    assert html_part is not None and text_part is not None
-    assert "<b>preventivo</b> richiesto." in html_part.get_content().replace("&nbsp;", " "), html_part.get_content()
-    assert text_part.get_content().startswith("Buongiorno, ecco il preventivo richiesto.")
+    sent_html, sent_text = mailroom.relayed_alternative()
+    assert "<b>preventivo</b> richiesto." in sent_html.replace("&nbsp;", " "), sent_html
+    assert sent_text.startswith("Buongiorno, ecco il preventivo richiesto.")
 
 
 def _editor_start(html: str) -> str:
@@ -459,12 +460,9 @@ def test_html_mail_is_answered_and_forwarded_with_its_html_quoted(mailroom: Mail
     written = "<p>Ecco la nostra <b>conferma</b>.</p>" + start.removeprefix("<p><br></p>")
     status, _, _ = multipart_post(client, "/compose/send", {**compose_form(html), "from": INFO, "signature": "0",
                                                            "format": "html", "body_html": written})
-    assert status == 303 and mailroom.relay() == 1
-    [msg] = mailroom.received()
-    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
-    assert html_part is not None and text_part is not None
-    assert re.search(r"<blockquote><p>Vi inviamo l(&#39;|')<b>offerta</b>\.</p>", html_part.get_content())
-    text = text_part.get_content().replace("\r\n", "\n")
+    assert status == 303
+    sent, text = mailroom.relayed_alternative()
+    assert re.search(r"<blockquote><p>Vi inviamo l(&#39;|')<b>offerta</b>\.</p>", sent), sent
     assert text.startswith("Ecco la nostra conferma.\n")
     assert re.search(r"ha scritto:\n> Vi inviamo l'offerta\.", text), text
 
@@ -517,12 +515,7 @@ def test_reply_to_html_mail_in_the_browser(mailroom: Mailroom, page: Any) -> Non
     page.keyboard.type("Confermiamo l'ordine.")
     page.click("#compose button.primary[type=submit]")
     page.wait_for_url("**/compose/sent/**")
-    assert mailroom.relay() == 1
-    [msg] = mailroom.received()
-    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
-    assert html_part is not None and text_part is not None
-    sent = html_part.get_content()
+    sent, text = mailroom.relayed_alternative()
     assert "Confermiamo l'ordine." in sent.replace("&#39;", "'") and "<b>offerta</b>" in sent
     assert sent.index("Confermiamo") < sent.index("<blockquote>")
-    text = text_part.get_content().replace("\r\n", "\n")
     assert text.startswith("Confermiamo l'ordine.") and "> Vi inviamo l'offerta." in text
