@@ -328,6 +328,8 @@ def test_reply_in_the_browser_announces_presence_and_quotes_the_original(mailroo
     assert "state=replying" in (req.value.post_data or "")
     assert page.input_value("#subject") == "Re: Richiesta informazioni"
     assert "> Vorrei sapere i vostri orari." in page.input_value("#body")
+    expect(page.locator("#body")).to_be_focused()  # the cursor at the top, above the quote
+    assert page.eval_on_selector("#body", "el => el.selectionStart") == 0
     assert "Studio Esempio" in page.inner_text("#signature-preview")
     page.uncheck("#signature")
     expect(page.locator("#signature-preview-box")).to_be_hidden()
@@ -511,8 +513,8 @@ def test_reply_to_html_mail_in_the_browser(mailroom: Mailroom, page: Any) -> Non
     expect(page.locator("#editor")).to_be_visible()
     expect(page.locator("#body")).to_be_hidden()
     expect(page.locator("#editor blockquote b")).to_have_text("offerta")
-    page.locator("#editor p").first.click()
-    page.keyboard.type("Confermiamo l'ordine.")
+    expect(page.locator("#editor")).to_be_focused()
+    page.keyboard.type("Confermiamo l'ordine.")  # no click: the cursor waits above the quote
     page.click("#compose button.primary[type=submit]")
     page.wait_for_url("**/compose/sent/**")
     sent, text = mailroom.relayed_alternative()

@@ -75,6 +75,28 @@
     });
   }
 
+  // A reply opens with the cursor at the top of the message, above the quote; a forward
+  // in the To field, which it has yet to fill. A new message or a draft: nothing moves.
+  var mode = (form.querySelector('input[name="mode"]') || {}).value;
+  var toField = document.getElementById("to");
+  if ((mode === "reply" || mode === "reply-all") && !draftField.value) {
+    if (formatted && toggle.checked) {
+      editor.focus();
+      var range = document.createRange();
+      range.setStart(editor.firstChild || editor, 0);
+      range.collapse(true);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+    } else if (textarea) {
+      textarea.focus();
+      textarea.setSelectionRange(0, 0);
+      textarea.scrollTop = 0;
+    }
+  } else if ((mode === "forward" || mode === "forward-attached") && !draftField.value && toField) {
+    toField.focus();
+  }
+
   function fields(withFiles) {
     syncEditor();
     var data = new FormData(form);
