@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from casella.errors import CasellaError
 from casella.models import Account, FolderState, Message, MessageLocation
-from casella.models.account import DEFAULT_SENT_FOLDERS
+from casella.models.account import DEFAULT_SENT_FOLDERS, MAILBOX_IDENTITY
 from casella.secrets import SecretBox
 from casella.settings import Settings
 from protocol_registry.assign import ensure_registry
@@ -31,8 +31,6 @@ class InvalidAccount(CasellaError):
 
 
 SECURITY = ("ssl", "starttls", "none")
-# What says which mailbox the UIDs stored here count in: a change makes them meaningless.
-MAILBOX_IDENTITY = ("imap_host", "imap_port", "username")
 
 
 def check_account(*, name: str, imap_host: str | None, imap_port: int | None, username: str | None,
@@ -112,6 +110,10 @@ def update_account(session: Session, settings: Settings, account: Account, *, na
     for key, value in values.items():
         setattr(account, key, value)
     if any(key in changed for key in MAILBOX_IDENTITY):
+        # The account row is written first: its lock orders this against a pass that
+        # is committing with the old mailbox (ingest.store.check_mailbox), which then
+        # sees the new settings and stops instead of writing the old mailbox's cursor.
+        session.flush()
         # Another mailbox may hand out the same UIDVALIDITY and UIDs for other messages:
         # the cursors go, and the stored locations keep their folder but lose their UIDs
         # (no server-side follow-up can then touch the wrong message).

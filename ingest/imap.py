@@ -28,7 +28,7 @@ from sqlalchemy import select
 from casella.models import Account, FolderState, MessageLocation, utcnow
 from casella.secrets import SecretBox
 from ingest.errors import AccountError
-from ingest.store import Incoming, Prepared, Storer
+from ingest.store import Incoming, Mailbox, Prepared, Storer, check_mailbox
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,14 @@ class ImapPoller:
 
     def run_pass(self, client: IMAPClient, account: Account, stop: threading.Event | None = None) -> AccountPassResult:
         """Read every folder past its cursor, then apply the optional server changes. `stop`
-        set: end after the batch being committed (the cursor stays on committed mail)."""
+        set: end after the batch being committed (the cursor stays on committed mail).
+        `client` is logged in to `account.mailbox`; every write checks that the account
+        still names that mailbox (MailboxChanged otherwise: see ingest.store.check_mailbox)."""
         result = AccountPassResult(account=account.name)
         for folder in account.folders:
             if stop is not None and stop.is_set():
                 return result
-            got = self._fetch_folder(client, account, folder, stop)
+            got = self._fetch_folder(client, account, folder, stop, account.mailbox)
             result.stored += got.stored
             result.duplicates += got.duplicates
             result.folders[folder] = got.server_count
@@ -143,7 +145,7 @@ class ImapPoller:
         return result
 
     def _fetch_folder(self, client: IMAPClient, account: Account, folder: str,
-                      stop: threading.Event | None = None) -> _FolderResult:
+                      stop: threading.Event | None, mailbox: Mailbox) -> _FolderResult:
         try:
             info = client.select_folder(folder, readonly=True)
         except IMAPClientError as exc:
@@ -152,6 +154,7 @@ class ImapPoller:
         uidvalidity = int(info[b"UIDVALIDITY"])
         exists = int(info.get(b"EXISTS", 0))
         with self.storer.db.session() as session:
+            check_mailbox(session, account.id, mailbox)
             state = session.scalar(select(FolderState).where(FolderState.account_id == account.id,
                                                              FolderState.name == folder))
             last_uid = state.last_uid if state is not None and state.uidvalidity == uidvalidity else 0
@@ -165,7 +168,7 @@ class ImapPoller:
                 state.server_count = exists
         out = _FolderResult(server_count=exists)
         if exists == 0:
-            self._advance_only(account.id, folder, uidvalidity, last_uid)
+            self._advance_only(account.id, folder, uidvalidity, last_uid, mailbox)
             return out
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         # A two-step pipeline: while batch k commits (one transaction, in order), batch k+1
@@ -179,12 +182,12 @@ class ImapPoller:
                 items = self._fetch_chunk(client, folder, uidvalidity, chunk)
                 future = preparer.submit(self.storer.prepare, account.id, items)
                 if pending is not None:
-                    self._commit(pending, folder, uidvalidity, out)
+                    self._commit(pending, folder, uidvalidity, out, mailbox)
                 pending = (future, chunk[-1])
             if pending is not None:
-                self._commit(pending, folder, uidvalidity, out)
+                self._commit(pending, folder, uidvalidity, out, mailbox)
         if not uids:
-            self._advance_only(account.id, folder, uidvalidity, last_uid)
+            self._advance_only(account.id, folder, uidvalidity, last_uid, mailbox)
         return out
 
     def _chunks(self, client: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
@@ -217,14 +220,15 @@ class ImapPoller:
                                   internal_date=_aware(data.get(b"INTERNALDATE"))))
         return items
 
-    def _commit(self, pending: tuple[Future[Prepared], int], folder: str, uidvalidity: int, out: _FolderResult) -> None:
+    def _commit(self, pending: tuple[Future[Prepared], int], folder: str, uidvalidity: int, out: _FolderResult,
+                mailbox: Mailbox) -> None:
         future, last_uid = pending
-        batch = self.storer.commit(future.result(), cursor=(folder, uidvalidity, last_uid))
+        batch = self.storer.commit(future.result(), cursor=(folder, uidvalidity, last_uid), mailbox=mailbox)
         out.stored += batch.stored
         out.duplicates += batch.duplicates
 
-    def _advance_only(self, account_id: int, folder: str, uidvalidity: int, last_uid: int) -> None:
-        self.storer.store_batch(account_id, [], cursor=(folder, uidvalidity, last_uid))
+    def _advance_only(self, account_id: int, folder: str, uidvalidity: int, last_uid: int, mailbox: Mailbox) -> None:
+        self.storer.store_batch(account_id, [], cursor=(folder, uidvalidity, last_uid), mailbox=mailbox)
 
     def _after_commit(self, client: IMAPClient, account: Account) -> None:
         """Optional server changes, for messages already committed here."""

@@ -28,8 +28,14 @@ from casella.models import Account, utcnow
 from casella.pipeline import build_stages
 from casella.secrets import SecretBox
 from casella.settings import Settings
-from ingest.errors import AccountError
-from ingest.imap import NETWORK_ERRORS, AccountPassResult, ImapPoller, connect, connection_for
+from ingest.errors import AccountError, MailboxChanged
+from ingest.imap import (
+    NETWORK_ERRORS,
+    AccountPassResult,
+    ImapPoller,
+    connect,
+    connection_for,
+)
 from ingest.store import Storer
 
 log = logging.getLogger(__name__)
@@ -199,8 +205,9 @@ class IngestDaemon:
         while not quit_event.is_set():
             try:
                 account = poller.load_account(account_id)
+                connected = account.mailbox
                 with connect(connection_for(account, poller.secrets, poller.timeout), name) as client:
-                    while not quit_event.is_set():
+                    while not quit_event.is_set() and account.mailbox == connected:
                         result = poller.run_pass(client, account, quit_event)
                         record_status(self.db, account_id, None)
                         backoff = 1.0
@@ -214,6 +221,8 @@ class IngestDaemon:
                             client.noop()
                             quit_event.wait(wait)
                         account = poller.load_account(account_id)
+            except MailboxChanged as exc:
+                log.info("ingest: %s", exc)  # the loop reconnects, with the new settings
             except (AccountError, *NETWORK_ERRORS) as exc:
                 record_status(self.db, account_id, str(exc))
                 log.warning("ingest: %s: %s; retrying in %.0f s", name, exc, backoff)

@@ -32,14 +32,23 @@ from sqlalchemy.orm import Session
 from casella.blobs import BlobStore, sha256_hex
 from casella.db import Database
 from casella.models import (
-    Account, Attachment, FolderState, Message, MessageEvent, MessageLocation, MessagePec, utcnow,
+    Account,
+    Attachment,
+    FolderState,
+    Message,
+    MessageEvent,
+    MessageLocation,
+    MessagePec,
+    utcnow,
 )
 from casella.pipeline import Stage, StoredMessage, run_stages
+from ingest.errors import MailboxChanged
 from ingest.parse_pool import parse_and_store, parse_and_store_many, parse_many
 from ingest.parsed import ParsedMessage
 from pec.classify import PecInfo, classify
 from pec.trust import TrustStore
 
+Mailbox = tuple[str | None, int | None, str | None]  # Account.mailbox: server, port, login
 log = logging.getLogger(__name__)
 MAX_TEXT = 2_000_000  # characters of body text/html kept in the database (the blob keeps all)
 
@@ -97,12 +106,15 @@ class Storer:
         self.pec_trust = pec_trust  # None: the trust store of the process-wide settings
 
     def store_batch(self, account_id: int, items: Sequence[Incoming], *, cursor: tuple[str, int, int] | None = None,
-                    source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
+                    source: str = "imap", after_write: AfterWrite | None = None,
+                    mailbox: Mailbox | None = None) -> BatchResult:
         """Store `items`; with `cursor` = (folder, uidvalidity, last_uid), advance that
         folder's UID cursor in the same transaction. `after_write(session, stored)` runs in
         that transaction too, after the stages, outside their quarantine boundary: if it
-        raises, nothing of the batch is committed (the mailserver queues a submission so)."""
-        return self.commit(self.prepare(account_id, items), cursor=cursor, source=source, after_write=after_write)
+        raises, nothing of the batch is committed (the mailserver queues a submission so).
+        `mailbox`: the server and login the items were read from (see check_mailbox)."""
+        return self.commit(self.prepare(account_id, items), cursor=cursor, source=source, after_write=after_write,
+                           mailbox=mailbox)
 
     def prepare(self, account_id: int, items: Sequence[Incoming]) -> Prepared:
         """The work that needs no transaction: hash, parse, write the blobs (synced). It can
@@ -160,7 +172,8 @@ class Storer:
         return info, inner
 
     def commit(self, prepared: Prepared, *, cursor: tuple[str, int, int] | None = None,
-               source: str = "imap", after_write: AfterWrite | None = None) -> BatchResult:
+               source: str = "imap", after_write: AfterWrite | None = None,
+               mailbox: Mailbox | None = None) -> BatchResult:
         """One transaction: rows, pipeline stages, cursor. Retried if another process
         stored some of the same messages at the same moment."""
         if not prepared.items and cursor is None:
@@ -170,7 +183,7 @@ class Storer:
             try:
                 with self.db.session() as session:
                     result, stored = self._write(session, prepared.account_id, prepared.items, prepared.digests,
-                                                 prepared.parsed, cursor, source, prepared.pec)
+                                                 prepared.parsed, cursor, source, prepared.pec, mailbox)
                     if after_write is not None:
                         after_write(session, stored)
                     if synced is not None:
@@ -192,9 +205,9 @@ class Storer:
 
     def _write(self, session: Session, account_id: int, items: Sequence[Incoming], digests: list[str],
                parsed: list[ParsedMessage | None], cursor: tuple[str, int, int] | None,
-               source: str, pec: Sequence[PecInfo | None] = ()) -> tuple[BatchResult, list[StoredMessage]]:
-        account = session.get(Account, account_id)
-        assert account is not None
+               source: str, pec: Sequence[PecInfo | None] = (), mailbox: Mailbox | None = None
+               ) -> tuple[BatchResult, list[StoredMessage]]:
+        account = check_mailbox(session, account_id, mailbox)
         result = BatchResult()
         existing: dict[str, int] = dict(session.execute(
             select(Message.sha256, Message.id).where(Message.account_id == account_id, Message.sha256.in_(set(digests)))
@@ -268,6 +281,19 @@ def _sync_later(blobs: BlobStore, digests: list[str]) -> Future[None]:
 
 def items_locations(items: Sequence[Incoming]) -> list[tuple[str, int | None, int | None]]:
     return [(i.folder, i.uidvalidity, i.uid) for i in items if i.uid is not None]
+
+
+def check_mailbox(session: Session, account_id: int, mailbox: Mailbox | None) -> Account:
+    """The account, its row locked for the transaction (PostgreSQL; on SQLite the
+    transaction holds the write lock already); MailboxChanged when `mailbox` (what the
+    caller is connected to) is no longer the account's server and login."""
+    account = session.get(Account, account_id, with_for_update=mailbox is not None)
+    if account is None:
+        raise MailboxChanged(f"account {account_id} was deleted while it was being read")
+    if mailbox is not None and account.mailbox != mailbox:
+        raise MailboxChanged(f"account {account.name}: its server or login changed while the old mailbox was "
+                             "being read; nothing of that batch was stored, reading again with the new settings")
+    return account
 
 
 def _advance_cursor(session: Session, account_id: int, folder: str, uidvalidity: int, last_uid: int) -> None:

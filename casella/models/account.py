@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, false, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from casella.models.base import Base, UTCDateTime, utcnow
 
+# The settings that say which mailbox an account is: another value, another mailbox (whose
+# UIDs say nothing of this one's).
+MAILBOX_IDENTITY = ("imap_host", "imap_port", "username")
 DEFAULT_SENT_FOLDERS = ["Sent", "Sent Items", "Sent Messages", "INBOX.Sent", "Posta inviata", "Inviata", "Inviati"]
 
 
@@ -43,6 +55,11 @@ class Account(Base):
     last_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def mailbox(self) -> tuple[str | None, int | None, str | None]:
+        """Which mailbox this is (MAILBOX_IDENTITY): server, port and login."""
+        return (self.imap_host, self.imap_port, self.username)
 
     @property
     def is_remote(self) -> bool:

@@ -17,6 +17,9 @@ from sqlalchemy import func, select
 
 from casella.models import Account, FolderState, Message
 from ingest.accounts import update_account
+from ingest.errors import MailboxChanged
+from ingest.imap import connect, connection_for
+from ingest.service import make_poller
 from tests.conftest import Cli
 from tests.ingest.test_faults import assert_exactly_once, generated
 from tests.ingest.test_imap_ingest import add_account
@@ -46,12 +49,35 @@ def set_account(database, **values: object) -> None:
             setattr(account, key, value)
 
 
+def ufficio_id(database) -> int:
+    with database.reading() as s:
+        account_id = s.scalar(select(Account.id).where(Account.name == "ufficio"))
+    assert account_id is not None
+    return account_id
+
+
+def change_login(database, settings, username: str, password: str) -> None:
+    """Log `ufficio` in as another user of the same server, as the admin page does: the old
+    mailbox's UID cursors are dropped in the same transaction."""
+    with database.session() as s:
+        account = s.scalar(select(Account).where(Account.name == "ufficio"))
+        changed = update_account(
+            s, settings, account, name="ufficio", imap_host=account.imap_host, imap_port=account.imap_port,
+            username=username, password=password, security="none", is_pec=False, folders=["INBOX"],
+            sent_folders=account.sent_folders, mark_seen=False, move_to=None, move_after_days=None)
+        assert changed == ["username", "password"]
+        assert s.scalar(select(func.count()).select_from(FolderState).where(FolderState.account_id == account.id)) == 0
+
+
 @contextmanager
 def ingest_daemon(cli: Cli, log: Path) -> Iterator[None]:
     """A real `casella ingest` daemon, its log in `log`; stopped with SIGTERM, cleanly."""
     proc = cli.popen("ingest", stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         yield
+    except BaseException:
+        print(f"the daemon's log:\n{log.read_text()}")  # shown by pytest with the failure
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -79,15 +105,7 @@ def test_daemon_follows_accounts_added_disabled_enabled_and_changed(dovecot, cli
         set_account(database, enabled=True)
         wait_for(lambda: "Preventivo while-off 0" in subjects(cli), "the re-enabled account read again")
 
-        with database.session() as s:  # as the admin page does: a new login drops the old UID cursors
-            account = s.scalar(select(Account).where(Account.name == "ufficio"))
-            changed = update_account(
-                s, settings, account, name="ufficio", imap_host=account.imap_host, imap_port=account.imap_port,
-                username="bob", password="bobpw", security="none", is_pec=False, folders=["INBOX"],
-                sent_folders=account.sent_folders, mark_seen=False, move_to=None, move_after_days=None)
-            assert changed == ["username", "password"]
-            assert s.scalar(select(func.count()).select_from(FolderState)
-                            .where(FolderState.account_id == account.id)) == 0
+        change_login(database, settings, "bob", "bobpw")  # as the admin page does
         wait_for(lambda: "ufficio: settings changed, reconnecting" in log.read_text(), "the change noticed")
         wait_for(lambda: "Preventivo bob 0" in subjects(cli), "bob's mailbox read with the new login")
         assert len(subjects(cli)) == 4
@@ -130,3 +148,26 @@ def test_disabling_stops_a_long_first_pass_and_enabling_resumes_it(dovecot, cli:
             set_account(database, enabled=True)
             wait_for(lambda: stored() == 400, "the rest read after enabling", seconds=120)
     assert_exactly_once(database, 400)
+
+
+def test_a_pass_on_the_old_mailbox_stores_nothing_once_the_login_changed(dovecot, cli: Cli, database,
+                                                                        settings) -> None:
+    """The admin changes the login while a pass is reading the old mailbox: the pass's next
+    write finds the account naming another mailbox and stops (MailboxChanged) instead of
+    storing the old mailbox's mail and UID cursor under the new login — Dovecot may give the
+    new mailbox the same UIDVALIDITY, and that cursor would skip its first messages."""
+    dovecot.append_many("alice", generated(3, "alice"))
+    dovecot.append_many("bob", generated(1, "bob"))
+    add_account(cli, dovecot, "ufficio")
+    poller = make_poller(settings, database)
+    account = poller.load_account(ufficio_id(database))
+    with connect(connection_for(account, poller.secrets, poller.timeout), "ufficio") as client:
+        change_login(database, settings, "bob", "bobpw")  # committed while the pass is connected as alice
+        with pytest.raises(MailboxChanged, match="server or login changed"):
+            poller.run_pass(client, account)
+    with database.reading() as s:
+        assert s.scalar(select(func.count(Message.id))) == 0
+        assert s.scalar(select(func.count()).select_from(FolderState)) == 0
+    result = poller.run_once(ufficio_id(database))  # with the new login: bob's mailbox, from its start
+    assert result.stored == 1
+    assert subjects(cli) == {"Preventivo bob 0"}
